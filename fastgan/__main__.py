@@ -1,0 +1,3 @@
+from fastgan.cli import main
+
+raise SystemExit(main())

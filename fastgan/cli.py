@@ -1,0 +1,52 @@
+"""The ``fastgan`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+
+def _info(args: argparse.Namespace) -> int:
+    import torch
+
+    import fastgan
+    from fastgan import _backend
+    from fastgan.ops import OPS
+
+    triton_version = "not installed"
+    if _backend.triton_available():
+        import triton
+
+        triton_version = triton.__version__
+    print(f"fastgan {fastgan.__version__}")
+    print(f"python  {platform.python_version()}  torch {torch.__version__}  triton {triton_version}")
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        print(
+            f"device  cuda: {props.name} ({props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor})"
+        )
+    else:
+        print(f"device  cpu: {platform.processor() or platform.machine()}, no CUDA device")
+    print(f"backend {_backend.get_backend()}  (FASTGAN_BACKEND / fastgan.set_backend)")
+    print(f"TRITON_INTERPRET={'1' if _backend.interpreter_enabled() else '0'}")
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    width = max(len(name) for name in OPS)
+    print("ops (torch.ops.fastgan):")
+    for name in OPS:
+        paths = "  ".join(f"{d.type}: {_backend.path_for(d)}" for d in devices)
+        print(f"  {name:<{width}}  {paths}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastgan", description="GAN vocoders with fused Triton kernels.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="versions, device, and the path each op takes")
+    info.set_defaults(run=_info)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

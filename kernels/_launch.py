@@ -1,0 +1,36 @@
+"""Shared launch helpers and the description of every configuration a launcher can use.
+
+Each kernel module lists its configurations through ``aot_specs()`` so that the ahead-of-time
+compile check (``python -m fastgan.devtools.aot``) can build every one of them for sm_90
+without a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+TRITON_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One compilable configuration: the jit function, its argument types and constexpr values."""
+
+    kernel: Any
+    signature: dict[str, str]
+    constexprs: dict[str, Any]
+    num_warps: int = 4
+    num_stages: int = 3
+    label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.kernel, "__name__", None) or self.kernel.fn.__name__
+
+
+def next_power_of_2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()

@@ -1,0 +1,54 @@
+"""Test set-up shared by both passes.
+
+`make test` runs the suite twice: with TRITON_INTERPRET=0 every op takes its PyTorch fallback;
+with TRITON_INTERPRET=1 every op on a CPU tensor runs its Triton kernel through the interpreter.
+Tests marked ``reference`` check a reference alone and are left out of the second pass.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+# Interpreter examples cost tens of ms per program: keep fuzzing small and without deadlines.
+settings.register_profile(
+    "fastgan",
+    max_examples=int(os.environ.get("FASTGAN_HYPOTHESIS_EXAMPLES", "25")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("fastgan")
+
+INTERPRETER = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+_real_empty = torch.empty
+
+
+def _nan_empty(*args, **kwargs):
+    """torch.empty, filled with NaN for floating dtypes, so an unwritten output element shows."""
+    tensor = _real_empty(*args, **kwargs)
+    if tensor.is_floating_point():
+        tensor.fill_(float("nan"))
+    return tensor
+
+
+@pytest.fixture(autouse=True)
+def _poison_empty(monkeypatch):
+    monkeypatch.setattr(torch, "empty", _nan_empty)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def pytest_report_header(config):
+    import fastgan
+    from fastgan import _backend
+
+    path = _backend.path_for(torch.device("cpu"))
+    return [f"fastgan {fastgan.__version__}: backend {_backend.get_backend()}, CPU tensors take: {path}"]
