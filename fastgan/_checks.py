@@ -20,9 +20,7 @@ def check_tensor(
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"fastgan::{op}: {name} must be a torch.Tensor, got {type(tensor).__name__}")
     if ndim is not None and tensor.dim() != ndim:
-        raise ValueError(
-            f"fastgan::{op}: {name} must have {ndim} dimensions, got shape {tuple(tensor.shape)}"
-        )
+        raise ValueError(f"fastgan::{op}: {name} must have {ndim} dimensions, got shape {tuple(tensor.shape)}")
     if dtypes is not None:
         dtypes = tuple(dtypes)
         if tensor.dtype not in dtypes:

@@ -23,9 +23,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"python  {platform.python_version()}  torch {torch.__version__}  triton {triton_version}")
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        print(
-            f"device  cuda: {props.name} ({props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor})"
-        )
+        print(f"device  cuda: {props.name} ({props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor})")
     else:
         print(f"device  cpu: {platform.processor() or platform.machine()}, no CUDA device")
     print(f"backend {_backend.get_backend()}  (FASTGAN_BACKEND / fastgan.set_backend)")

@@ -123,9 +123,7 @@ def _grid(batch: int, channels: int, length: int) -> tuple[tuple[int, int], int,
     return (batch * triton.cdiv(channels, block_c), triton.cdiv(length, block_t)), block_c, block_t
 
 
-def phase_shuffle_forward(
-    x: torch.Tensor, shifts: torch.Tensor, negative_slope: float | None
-) -> torch.Tensor:
+def phase_shuffle_forward(x: torch.Tensor, shifts: torch.Tensor, negative_slope: float | None) -> torch.Tensor:
     """Launch the forward kernel. ``x``: (B, C, T) float; ``shifts``: (B,) int64 with |shift| < T."""
     batch, channels, length = x.shape
     out = torch.empty((batch, channels, length), dtype=x.dtype, device=x.device)
@@ -165,7 +163,7 @@ def aot_specs() -> list[KernelSpec]:
     block_t = MIN_BLOCK_T
     while block_t <= MAX_BLOCK_T:
         block_c = TILE_ELEMENTS // block_t
-        for dtype, type_name in TRITON_DTYPE_NAMES.items():
+        for type_name in TRITON_DTYPE_NAMES.values():
             for has_slope in (False, True):
                 constexprs = {"HAS_SLOPE": has_slope, "BLOCK_C": block_c, "BLOCK_T": block_t}
                 label = f"{type_name} slope={int(has_slope)} BLOCK_C={block_c} BLOCK_T={block_t}"
@@ -187,5 +185,4 @@ def aot_specs() -> list[KernelSpec]:
                     signature = {**signature, **{k: "constexpr" for k in constexprs}}
                     specs.append(KernelSpec(kernel, signature, constexprs, NUM_WARPS, 3, label))
         block_t *= 2
-    del dtype
     return specs

@@ -74,9 +74,7 @@ def _compile_one(job: tuple[str, int]) -> dict:
            "warps": spec.num_warps, "stages": spec.num_stages}  # fmt: skip
     start = time.perf_counter()
     try:
-        source = triton.compiler.ASTSource(
-            fn=spec.kernel, signature=spec.signature, constexprs=spec.constexprs
-        )
+        source = triton.compiler.ASTSource(fn=spec.kernel, signature=spec.signature, constexprs=spec.constexprs)
         compiled = triton.compile(
             source,
             target=GPUTarget("cuda", TARGET_ARCH, 32),
@@ -85,9 +83,7 @@ def _compile_one(job: tuple[str, int]) -> dict:
         row["shared"] = compiled.metadata.shared
         row["registers"], row["spills"] = _ptxas_report(compiled.asm["ptx"])
     except Exception as error:  # report every failure, not only the first
-        row["error"] = (
-            f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
-        )
+        row["error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
     row["seconds"] = time.perf_counter() - start
     return row
 
@@ -107,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = list(pool.map(_compile_one, jobs, chunksize=4))
 
     failures = []
-    header = f"{'module':<16} {'kernel':<40} {'configuration':<52} {'w':>2} {'st':>2} {'regs':>4} {'spill':>5} {'smem':>7}"
+    header = (
+        f"{'module':<16} {'kernel':<40} {'configuration':<52} {'w':>2} {'st':>2} {'regs':>4} {'spill':>5} {'smem':>7}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:

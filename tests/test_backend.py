@@ -59,9 +59,7 @@ def test_ops_are_registered():
 
 
 def test_info_command_lists_every_op():
-    result = subprocess.run(
-        [sys.executable, "-m", "fastgan", "info"], capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, "-m", "fastgan", "info"], capture_output=True, text=True, check=True)
     for name in fastgan.ops.OPS:
         assert name in result.stdout
     assert "torch" in result.stdout

@@ -70,9 +70,7 @@ def test_reference_gradcheck_float64(slope):
     assert torch.autograd.gradcheck(lambda x: phase_shuffle_reference(x, shifts, slope), (x,))
     grad_out = torch.randn(2, 3, 9, dtype=torch.float64)
     (autograd,) = torch.autograd.grad(phase_shuffle_reference(x, shifts, slope), x, grad_out)
-    torch.testing.assert_close(
-        phase_shuffle_backward_reference(grad_out, x.detach(), shifts, slope), autograd
-    )
+    torch.testing.assert_close(phase_shuffle_backward_reference(grad_out, x.detach(), shifts, slope), autograd)
 
 
 @pytest.mark.parametrize("slope", SLOPES)
@@ -143,9 +141,7 @@ def test_opcheck(slope):
     shifts = torch.tensor([4, -10])
     torch.library.opcheck(torch.ops.fastgan.phase_shuffle.default, (x, shifts, slope, True))
     grad_out = torch.randn(2, 3, 11)
-    torch.library.opcheck(
-        torch.ops.fastgan.phase_shuffle_backward.default, (grad_out, x.detach(), shifts, slope)
-    )
+    torch.library.opcheck(torch.ops.fastgan.phase_shuffle_backward.default, (grad_out, x.detach(), shifts, slope))
 
 
 def test_torch_compile_fullgraph_forward_and_backward():

@@ -23,9 +23,7 @@ def check_inputs(x: torch.Tensor, shifts: torch.Tensor) -> None:
     check_tensor(OP, "shifts", shifts, ndim=1, dtypes=(torch.int64,))
     check_same_device(OP, x=x, shifts=shifts)
     if shifts.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"fastgan::{OP}: shifts must have shape (batch,) = ({x.shape[0]},), got {tuple(shifts.shape)}"
-        )
+        raise ValueError(f"fastgan::{OP}: shifts must have shape (batch,) = ({x.shape[0]},), got {tuple(shifts.shape)}")
 
 
 def check_shift_range(shifts: torch.Tensor, length: int) -> None:

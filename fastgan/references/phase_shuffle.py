@@ -22,9 +22,7 @@ def _source_index(shifts: torch.Tensor, length: int) -> torch.Tensor:
     return reflect_index(time.unsqueeze(0) - shifts.unsqueeze(1), length)
 
 
-def phase_shuffle_reference(
-    x: torch.Tensor, shifts: torch.Tensor, negative_slope: float | None = None
-) -> torch.Tensor:
+def phase_shuffle_reference(x: torch.Tensor, shifts: torch.Tensor, negative_slope: float | None = None) -> torch.Tensor:
     """``out[b, c, t] = y[b, c, reflect(t - shifts[b])]``, ``y = leaky_relu(x)`` when a slope is given."""
     batch, channels, length = x.shape
     y = x if negative_slope is None else F.leaky_relu(x, negative_slope)
