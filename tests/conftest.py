@@ -25,6 +25,13 @@ settings.load_profile("fastgan")
 
 INTERPRETER = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
+# `make gpu-check` sets FASTGAN_TEST_DEVICE=cuda: tensors are then made on the GPU by default, so the
+# same tests run the compiled kernels. Tests that seed a generator use torch.Generator(device=DEVICE).
+DEVICE = torch.device(os.environ.get("FASTGAN_TEST_DEVICE", "cpu"))
+if DEVICE.type != "cpu":
+    torch.set_default_device(DEVICE)
+KERNELS_RUN = INTERPRETER or DEVICE.type == "cuda"  # ops on DEVICE tensors take the Triton path
+
 _real_empty = torch.empty
 
 
@@ -50,5 +57,5 @@ def pytest_report_header(config):
     import fastgan
     from fastgan import _backend
 
-    path = _backend.path_for(torch.device("cpu"))
-    return [f"fastgan {fastgan.__version__}: backend {_backend.get_backend()}, CPU tensors take: {path}"]
+    path = _backend.path_for(DEVICE)
+    return [f"fastgan {fastgan.__version__}: backend {_backend.get_backend()}, {DEVICE.type} tensors take: {path}"]

@@ -10,13 +10,13 @@ import torch
 
 import fastgan
 from fastgan import _backend
-from tests.conftest import INTERPRETER
+from tests.conftest import DEVICE, INTERPRETER, KERNELS_RUN
 
 
 def test_this_pass_takes_the_intended_path():
     """Guard against a pass that silently tests the reference twice."""
-    x = torch.zeros(1, 1, 4)
-    assert _backend.use_triton(x, "test") == INTERPRETER
+    x = torch.zeros(1, 1, 4, device=DEVICE)
+    assert _backend.use_triton(x, "test") == KERNELS_RUN
 
 
 @pytest.fixture
@@ -47,9 +47,9 @@ def test_environment_variable_is_read(monkeypatch, restore_backend):
 @pytest.mark.skipif(INTERPRETER, reason="with the interpreter on, triton runs CPU tensors")
 def test_forced_triton_on_cpu_without_interpreter_is_a_clear_error(restore_backend):
     fastgan.set_backend("triton")
-    x = torch.randn(2, 3, 8)
+    x = torch.randn(2, 3, 8, device="cpu")
     with pytest.raises(fastgan.BackendUnavailableError, match="TRITON_INTERPRET=1"):
-        fastgan.functional.phase_shuffle(x, torch.zeros(2, dtype=torch.int64))
+        fastgan.functional.phase_shuffle(x, torch.zeros(2, dtype=torch.int64, device="cpu"))
 
 
 def test_ops_are_registered():

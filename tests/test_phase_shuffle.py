@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import fastgan
 from fastgan.functional import phase_shuffle
 from fastgan.references import phase_shuffle_backward_reference, phase_shuffle_reference
+from tests.conftest import DEVICE
 from tests.tolerances import ELEMENTWISE, assert_close
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -23,7 +24,7 @@ def per_example_oracle(x: torch.Tensor, shifts: torch.Tensor, negative_slope: fl
     y = x if negative_slope is None else F.leaky_relu(x, negative_slope)
     length = x.shape[2]
     out = []
-    for example, shift in zip(y, shifts.tolist(), strict=True):
+    for example, shift in zip(y, shifts.cpu().tolist(), strict=True):
         example = example.unsqueeze(0)
         if shift > 0:
             out.append(F.pad(example, (shift, 0), mode="reflect")[..., :length])
@@ -125,7 +126,7 @@ def test_non_contiguous_input(slope):
     seed=st.integers(0, 2**16),
 )
 def test_fuzz_shapes(batch, channels, length, slope, dtype, seed):
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=DEVICE).manual_seed(seed)
     x = torch.randn(batch, channels, length, generator=generator).to(dtype)
     shifts = random_shifts(batch, length, generator)
     grad_out = torch.randn(batch, channels, length, generator=generator).to(dtype)
@@ -177,8 +178,8 @@ class TestModule:
     def test_training_draws_shifts_reproducibly(self, mode):
         module = fastgan.nn.PhaseShuffle(n=2, mode=mode).train()
         x = torch.randn(8, 3, 20)
-        out = module(x, torch.Generator().manual_seed(1))
-        shifts = module.draw_shifts(8, x.device, torch.Generator().manual_seed(1))
+        out = module(x, torch.Generator(device=DEVICE).manual_seed(1))
+        shifts = module.draw_shifts(8, x.device, torch.Generator(device=DEVICE).manual_seed(1))
         assert shifts.abs().max() <= 2
         if mode == "shared":
             assert (shifts == shifts[0]).all()
@@ -186,8 +187,8 @@ class TestModule:
 
     def test_per_example_shifts_cover_the_range(self):
         module = fastgan.nn.PhaseShuffle(n=2)
-        shifts = module.draw_shifts(4000, torch.device("cpu"), torch.Generator().manual_seed(0))
-        assert set(shifts.tolist()) == {-2, -1, 0, 1, 2}
+        shifts = module.draw_shifts(4000, DEVICE, torch.Generator(device=DEVICE).manual_seed(0))
+        assert set(shifts.cpu().tolist()) == {-2, -1, 0, 1, 2}
 
     def test_gradient_flows(self):
         module = fastgan.nn.PhaseShuffle(n=2, negative_slope=0.2).train()
@@ -231,4 +232,4 @@ class TestBadInput:
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a CPU/CUDA mismatch")
     def test_device_mismatch(self):
         with pytest.raises(ValueError, match="one device"):
-            phase_shuffle(torch.randn(2, 3, 10, device="cuda"), torch.zeros(2, dtype=torch.int64))
+            phase_shuffle(torch.randn(2, 3, 10, device="cuda"), torch.zeros(2, dtype=torch.int64, device="cpu"))

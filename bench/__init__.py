@@ -1,0 +1,1 @@
+"""fastgan's benchmarks: ``python -m bench [--quick] [--only OP] [--out DIR]``."""

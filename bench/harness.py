@@ -1,0 +1,236 @@
+"""Timing, peak memory and roofline bookkeeping shared by every benchmark module.
+
+A benchmark module ``bench/<hot_path>.py`` defines ``cases(quick, device) -> list[Case]``. For each
+case the harness times every implementation (``triton.testing.do_bench`` on CUDA,
+``torch.utils.benchmark`` on CPU; median and 20/80 % quantiles), measures its peak memory, and
+reports achieved GB/s or TFLOP/s with the fraction of the device's peak beside fastgan's speed-up
+over each reference.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+# Datasheet dense tensor-core peaks (TFLOP/s) by device-name fragment; leads, not readings.
+TENSOR_PEAK_TFLOPS = {"H100": {"bf16": 989.0, "fp16": 989.0, "fp32": 494.0}, "H200": {"bf16": 989.0, "fp16": 989.0, "fp32": 494.0}}  # fmt: skip
+
+
+@dataclass
+class Case:
+    op: str  # hot path, e.g. "phase_shuffle"
+    name: str  # shape/config description
+    mode: str  # "fwd" or "fwd+bwd"
+    dtype: torch.dtype
+    impls: dict[str, Callable[[], object]]  # "fastgan" first, then the references
+    bytes_moved: int = 0  # fewest bytes: each input read once, each output written once
+    flops: int = 0  # useful FLOPs; 0 for memory-bound ops
+
+
+@dataclass
+class Row:
+    op: str
+    case: str
+    mode: str
+    dtype: str
+    impl: str
+    median_ms: float
+    q20_ms: float
+    q80_ms: float
+    peak_mem_mb: float
+    gbps: float = 0.0
+    tflops: float = 0.0
+    bound: str = ""
+    fraction_of_peak: float = 0.0
+    speedup: dict[str, float] = field(default_factory=dict)  # fastgan's speed-up over each reference
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], object], device: torch.device, min_run_time: float = 0.3) -> tuple[float, float, float]:
+    """(median, 20 %, 80 %) milliseconds of one call."""
+    if device.type == "cuda":
+        import triton.testing
+
+        median, q20, q80 = triton.testing.do_bench(fn, warmup=25, rep=100, quantiles=[0.5, 0.2, 0.8])
+        return float(median), float(q20), float(q80)
+    import torch.utils.benchmark as benchmark
+
+    fn()  # warm-up: first-call costs (compilation, allocation) stay out of the numbers
+    measurement = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    times = measurement.blocked_autorange(min_run_time=min_run_time)
+    raw = sorted(t * 1e3 for t in times.times)
+    if len(raw) < 2:
+        return raw[0], raw[0], raw[0]
+    quantiles = statistics.quantiles(raw, n=10)
+    return statistics.median(raw), quantiles[1], quantiles[7]
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes allocated during one call, above what was allocated before it."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    # CPU: the profiler's allocation events carry the running total since it started.
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    allocations = []  # (time, bytes, running total after it); the total's origin is arbitrary
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        if event.tag == _EventType.Allocation:
+            fields = event.extra_fields
+            allocations.append((event.start_time_ns, fields.alloc_size, fields.total_allocated))
+        stack.extend(event.children)
+    if not allocations:
+        return 0
+    allocations.sort()
+    _, first_size, first_total = allocations[0]
+    before = first_total - first_size
+    return max(0, max(total for _, _, total in allocations) - before)
+
+
+def device_info(device: torch.device) -> dict:
+    """Device name, driver and memory (nvidia-ml-py where a driver answers; "cpu" otherwise)."""
+    info = {"device": "cpu", "torch": torch.__version__, "triton": None, "python": platform.python_version()}
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        pass
+    if device.type == "cuda":
+        info["device"] = torch.cuda.get_device_name(device)
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+            info["driver"] = pynvml.nvmlSystemGetDriverVersion()
+            info["memory_gib"] = round(pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30, 1)
+        except Exception as error:  # no driver library, or NVML refuses: say so, keep going
+            info["nvml"] = f"unavailable: {type(error).__name__}"
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+        info["threads"] = torch.get_num_threads()
+    return info
+
+
+def measure_copy_bandwidth(device: torch.device) -> float:
+    """Achieved GB/s of a large device-to-device copy (bytes read + written): the memory ceiling."""
+    numel = (256 if device.type == "cuda" else 32) * 2**20
+    source = torch.empty(numel, dtype=torch.float32, device=device).uniform_()
+    target = torch.empty_like(source)
+    median_ms, _, _ = time_fn(lambda: target.copy_(source), device)
+    return 2 * source.numel() * 4 / (median_ms * 1e-3) / 1e9
+
+
+def tensor_peak_tflops(device_name: str, dtype: torch.dtype) -> float | None:
+    key = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}.get(dtype)
+    for fragment, peaks in TENSOR_PEAK_TFLOPS.items():
+        if fragment in device_name:
+            return peaks.get(key)
+    return None
+
+
+def run_case(case: Case, device: torch.device, copy_gbps: float, device_name: str) -> list[Row]:
+    rows = []
+    for impl, fn in case.impls.items():
+        median, q20, q80 = time_fn(fn, device)
+        peak = peak_memory_bytes(fn, device)
+        seconds = median * 1e-3
+        row = Row(case.op, case.name, case.mode, str(case.dtype).removeprefix("torch."), impl,
+                  median, q20, q80, peak / 2**20)  # fmt: skip
+        row.gbps = case.bytes_moved / seconds / 1e9 if case.bytes_moved else 0.0
+        row.tflops = case.flops / seconds / 1e12 if case.flops else 0.0
+        # Whichever ceiling the case is nearer to bounds it.
+        memory_fraction = row.gbps / copy_gbps if copy_gbps else 0.0
+        tensor_peak = tensor_peak_tflops(device_name, case.dtype)
+        compute_fraction = row.tflops / tensor_peak if tensor_peak and row.tflops else 0.0
+        if compute_fraction > memory_fraction:
+            row.bound, row.fraction_of_peak = "compute", compute_fraction
+        else:
+            row.bound, row.fraction_of_peak = "memory", memory_fraction
+        rows.append(row)
+    fastgan = next((r for r in rows if r.impl == "fastgan"), None)
+    if fastgan is not None:
+        fastgan.speedup = {r.impl: r.median_ms / fastgan.median_ms for r in rows if r is not fastgan}
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    lines = [
+        f"{'op':<16} {'case':<34} {'mode':<7} {'dtype':<8} {'impl':<18} {'median ms':>10} {'q20':>9} {'q80':>9} "
+        f"{'peak MiB':>9} {'GB/s':>8} {'TFLOP/s':>8} {'bound':>7} {'%peak':>6}  speed-up of fastgan"
+    ]
+    for r in rows:
+        speedups = ", ".join(f"{v:.2f}x vs {k}" for k, v in r.speedup.items())
+        lines.append(
+            f"{r.op:<16} {r.case[:34]:<34} {r.mode:<7} {r.dtype:<8} {r.impl[:18]:<18} {r.median_ms:>10.3f} "
+            f"{r.q20_ms:>9.3f} {r.q80_ms:>9.3f} {r.peak_mem_mb:>9.1f} {r.gbps:>8.1f} {r.tflops:>8.2f} "
+            f"{r.bound:>7} {100 * r.fraction_of_peak:>5.1f}%  {speedups}"
+        )
+    return "\n".join(lines)
+
+
+def write_results(rows: list[Row], info: dict, out_dir: Path, stem: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{stem}.jsonl"
+    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    with path.open("a") as handle:
+        for row in rows:
+            handle.write(json.dumps({"time": stamp, **info, **asdict(row)}) + "\n")
+    return path
+
+
+def plot_speedups(rows: list[Row], path: Path, title: str) -> Path | None:
+    """A bar chart of fastgan's speed-up over each reference, one group per case."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fastgan_rows = [r for r in rows if r.impl == "fastgan" and r.speedup]
+    if not fastgan_rows:
+        return None
+    references = sorted({k for r in fastgan_rows for k in r.speedup})
+    figure, axis = plt.subplots(figsize=(max(6, 0.7 * len(fastgan_rows) * len(references)), 4.5))
+    width = 0.8 / len(references)
+    for i, reference in enumerate(references):
+        values = [r.speedup.get(reference, 0.0) for r in fastgan_rows]
+        axis.bar([x + i * width for x in range(len(fastgan_rows))], values, width, label=f"vs {reference}")
+    axis.axhline(1.0, color="black", linewidth=0.8)
+    axis.set_xticks([x + 0.4 - width / 2 for x in range(len(fastgan_rows))])
+    axis.set_xticklabels([f"{r.op}\n{r.case}\n{r.mode}" for r in fastgan_rows], fontsize=6, rotation=30, ha="right")
+    axis.set_ylabel("fastgan speed-up (x)")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def default_out_dir() -> Path:
+    return Path(os.environ.get("OUT") or Path(__file__).parent / "out")
