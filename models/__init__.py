@@ -1,0 +1,18 @@
+"""The vocoders, composed from :mod:`fastgan.nn` (import path ``fastgan.models``).
+
+MelGAN, Parallel WaveGAN, HiFi-GAN and Multi-band MelGAN keep parallel_wavegan 0.6.1's class names,
+constructor arguments and state_dict keys, so a model trained there loads here unchanged.
+"""
+
+from fastgan.models.specgan import SpecGANDiscriminator, SpecGANGenerator, SpecGANTransform, griffin_lim
+from fastgan.models.wavegan import WaveGANClassifier, WaveGANDiscriminator, WaveGANGenerator
+
+__all__ = [
+    "SpecGANDiscriminator",
+    "SpecGANGenerator",
+    "SpecGANTransform",
+    "WaveGANClassifier",
+    "WaveGANDiscriminator",
+    "WaveGANGenerator",
+    "griffin_lim",
+]
