@@ -25,3 +25,73 @@ def phase_shuffle(
     """
     slope = None if negative_slope is None else float(negative_slope)
     return torch.ops.fastgan.phase_shuffle(x, shifts, slope, check_shift_range)
+
+
+def leaky_dilated_residual(
+    x: torch.Tensor,
+    weight1: torch.Tensor,
+    bias1: torch.Tensor | None = None,
+    weight2: torch.Tensor | None = None,
+    bias2: torch.Tensor | None = None,
+    shortcut_weight: torch.Tensor | None = None,
+    shortcut_bias: torch.Tensor | None = None,
+    *,
+    negative_slope: float = 0.2,
+    dilation: int = 1,
+    padding: str = "reflect",
+    causal: bool = False,
+) -> torch.Tensor:
+    """One fused dilated residual step (MelGAN's residual stack, HiFi-GAN's ResBlock1/ResBlock2).
+
+    ``z = conv_d(pad(leaky(x)), weight1) + bias1``; with ``weight2`` (C, C, k2):
+    ``out = conv(leaky(z), weight2) + bias2 + residual`` (zero same/causal padding), else
+    ``out = z + residual``; ``residual = shortcut_weight @ x + shortcut_bias`` (a (C, C, 1) 1x1
+    conv, MelGAN) or ``x``. ``padding`` ("reflect", "replicate", "zeros") pads ``leaky(x)``
+    for the dilated conv: both sides by (k - 1) * dilation / 2, or all on the left when ``causal``.
+    ``x`` (B, C, T) and every weight share one float dtype (fp32/fp16/bf16) and device.
+    """
+    return torch.ops.fastgan.leaky_dilated_residual(
+        x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
+        float(negative_slope), int(dilation), padding, bool(causal),
+    )  # fmt: skip
+
+
+def conv_transpose1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+    output_padding: int = 0,
+    negative_slope: float | None = None,
+) -> torch.Tensor:
+    """``conv_transpose1d(leaky_relu(x, negative_slope), weight, bias, stride, padding, output_padding)`` in one pass.
+
+    ``x`` (B, C_in, L) fp32/fp16/bf16; ``weight`` (C_in, C_out, K) and ``bias`` (C_out,) of x's
+    dtype; groups = 1, dilation = 1; ``negative_slope=None`` skips the LeakyReLU. Output
+    (B, C_out, (L - 1) * stride - 2 * padding + K + output_padding), as torch's.
+    """
+    slope = None if negative_slope is None else float(negative_slope)
+    return torch.ops.fastgan.conv_transpose1d(
+        x, weight, bias, int(stride), int(padding), int(output_padding), slope
+    )  # fmt: skip
+
+
+def smoothing_to_taps(weight: torch.Tensor, scale: int, causal: bool = False) -> torch.Tensor:
+    """Fold Parallel WaveGAN's (2s+1)-tap smoothing conv weight into the (s, 3) phase taps of :func:`stretch_conv1d`."""
+    from fastgan.references.upsample import smoothing_to_taps as fold
+
+    return fold(weight, int(scale), bool(causal))
+
+
+def stretch_conv1d(
+    c: torch.Tensor, taps: torch.Tensor, causal: bool = False, negative_slope: float | None = None
+) -> torch.Tensor:
+    """One scale of Parallel WaveGAN's upsampler: nearest stretch by s, smoothing conv, optional LeakyReLU.
+
+    ``c`` (B, C, T); ``taps`` (s, 3) from :func:`smoothing_to_taps`. Output (B, C, T * s) with
+    ``out[t*s + r] = leaky_relu(sum_m taps[r, m] * c[t + m - 1])`` (causal: ``c[t + m - 2]``),
+    zero outside the signal. ``negative_slope`` must be >= 0 (ReLU is 0.0).
+    """
+    slope = None if negative_slope is None else float(negative_slope)
+    return torch.ops.fastgan.stretch_conv1d(c, taps, bool(causal), slope)

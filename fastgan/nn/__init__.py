@@ -1,5 +1,8 @@
 """nn.Modules built on fastgan's ops; names, arguments and state_dict keys follow parallel_wavegan where it has them."""
 
+from fastgan.nn.conv_transpose import ConvTranspose1d
 from fastgan.nn.phase_shuffle import PhaseShuffle
+from fastgan.nn.residual_block import CausalConv1d, HiFiGANResidualBlock, ResidualStack
+from fastgan.nn.upsample import ConvInUpsampleNetwork, UpsampleNetwork
 
-__all__ = ["PhaseShuffle"]
+__all__ = ["ConvInUpsampleNetwork", "ConvTranspose1d", "UpsampleNetwork", "CausalConv1d", "HiFiGANResidualBlock", "PhaseShuffle", "ResidualStack"]

@@ -4,11 +4,14 @@ Each op checks its inputs, then runs the Triton kernel or the PyTorch reference 
 :func:`fastgan._backend.use_triton` decides; its backward is a custom op of its own.
 """
 
-from fastgan.ops import phase_shuffle
+from fastgan.ops import conv_transpose, phase_shuffle, residual_block, upsample
 
 # Public op name -> the forward op; `fastgan info` and the tests walk this table.
 OPS = {
     "phase_shuffle": phase_shuffle.phase_shuffle_op,
+    "leaky_dilated_residual": residual_block.leaky_dilated_residual_op,
+    "conv_transpose1d": conv_transpose.conv_transpose1d_op,
+    "stretch_conv1d": upsample.stretch_conv1d_op,
 }
 
-__all__ = ["OPS", "phase_shuffle"]
+__all__ = ["conv_transpose", "upsample", "OPS", "phase_shuffle", "residual_block"]

@@ -1,9 +1,30 @@
 """Plain-PyTorch reference implementations: the CPU fallback of every op and the oracle of its tests."""
 
+from fastgan.references.conv_transpose import conv_transpose1d_backward_reference, conv_transpose1d_reference
 from fastgan.references.phase_shuffle import (
     phase_shuffle_backward_reference,
     phase_shuffle_reference,
     reflect_index,
 )
+from fastgan.references.residual_block import (
+    leaky_dilated_residual_backward_reference,
+    leaky_dilated_residual_reference,
+)
+from fastgan.references.upsample import (
+    smoothing_to_taps,
+    stretch_conv1d_backward_reference,
+    stretch_conv1d_reference,
+)
 
-__all__ = ["phase_shuffle_backward_reference", "phase_shuffle_reference", "reflect_index"]
+__all__ = [
+    "conv_transpose1d_backward_reference",
+    "conv_transpose1d_reference",
+    "smoothing_to_taps",
+    "stretch_conv1d_backward_reference",
+    "stretch_conv1d_reference",
+    "leaky_dilated_residual_backward_reference",
+    "leaky_dilated_residual_reference",
+    "phase_shuffle_backward_reference",
+    "phase_shuffle_reference",
+    "reflect_index",
+]
