@@ -16,6 +16,27 @@ ELEMENTWISE = {
 }
 
 
+# Convolutions and other reductions (transposed conv, PWG upsampler): the kernel sums the same
+# fp32 products in another order than the reference (oneDNN/cuDNN/matmul). Compared on tensors
+# scaled to max |expected| = 1 (see `assert_close_scaled`), so sums of thousands of terms (weight
+# gradients) and of a few (outputs) use one table. fp32: reordering over <= ~10^4 terms
+# ~ sqrt(n) * 2**-24 relative, well under 1e-5. Half dtypes: fp32 accumulation, one rounding of
+# the result plus the rounding of the LeakyReLU'd half inputs the GPU's tensor cores read.
+REDUCTION = {
+    torch.float32: (1e-5, 1e-5),
+    torch.float16: (2e-3, 4e-3),  # ~2 fp16 ulps (2**-10) relative to the largest value
+    torch.bfloat16: (1.6e-2, 3.2e-2),  # ~2 bf16 ulps (2**-7)
+}
+
+
+def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, table: dict, dtype: torch.dtype | None = None):
+    """assert_close after dividing both tensors by max |expected| (a scale-free tolerance for sums)."""
+    assert not torch.isnan(actual).any(), "output holds NaN (an unwritten element?)"
+    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)} != expected {tuple(expected.shape)}"
+    scale = expected.detach().double().abs().max().clamp_min(1e-30)
+    assert_close((actual.double() / scale).float(), (expected.double() / scale).float(), table, dtype or actual.dtype)
+
+
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, table: dict, dtype: torch.dtype | None = None):
     atol, rtol = table[dtype or actual.dtype]
     assert not torch.isnan(actual).any(), "output holds NaN (an unwritten element?)"

@@ -1,0 +1,90 @@
+"""Reference of one scale of Parallel WaveGAN's conditioning upsampler, without the stretched signal.
+
+parallel_wavegan stretches each row ``c`` (length T) by ``s`` with nearest-neighbour repetition,
+``u[j] = c[j // s]``, then smooths with a (2s+1)-tap conv, zero-padded by s on each side (or by 2s
+on the left, for the causal variant). Output sample ``j = t * s + r`` reads ``u[j + k - P]`` for
+taps k = 0..2s (P = s, or 2s when causal), and ``(j + k - P) // s = t + d`` with d in
+{-1, 0, 1} (causal: {-2, -1, 0}) because the stretch aligns the zero padding of u with that of c.
+So each of the s output phases r is a 3-tap conv over c whose taps are sums of the smoothing taps:
+
+    out[t * s + r] = sum_{m=0..2} taps[r, m] * c[t + first + m],   first = -1 (causal: -2)
+
+computed as one (T, 3) x (3, s) matrix product per row; an optional LeakyReLU runs in place on the
+fresh output.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def first_offset(causal: bool) -> int:
+    """The offset d of a phase's first tap: c[t - 1] (centred) or c[t - 2] (causal)."""
+    return -2 if causal else -1
+
+
+def smoothing_to_taps(weight: torch.Tensor, scale: int, causal: bool) -> torch.Tensor:
+    """Fold the (2s+1)-tap smoothing conv ``weight`` (any shape holding 2s+1 values) into (s, 3) phase taps.
+
+    Differentiable (a product with a constant 0/1 matrix), so gradients reach the smoothing weight.
+    """
+    kernel = 2 * scale + 1
+    weight = weight.reshape(kernel)
+    pad = 2 * scale if causal else scale
+    first = first_offset(causal)
+    r = torch.arange(scale).view(scale, 1)
+    k = torch.arange(kernel).view(1, kernel)
+    m = torch.div(r + k - pad, scale, rounding_mode="floor") - first  # (s, 2s+1), values in {0, 1, 2}
+    assign = (m.unsqueeze(-1) == torch.arange(3)).to(weight.dtype).to(weight.device)  # (s, 2s+1, 3)
+    return torch.einsum("k,rkm->rm", weight, assign)
+
+
+def _padded_windows(c: torch.Tensor, causal: bool) -> torch.Tensor:
+    """(..., T) -> (..., T, 3): the three input samples each output phase reads, zero outside."""
+    first = first_offset(causal)
+    return F.pad(c, (-first, 2 + first)).unfold(-1, 3, 1)
+
+
+def stretch_conv1d_reference(
+    c: torch.Tensor, taps: torch.Tensor, causal: bool, negative_slope: float | None = None
+) -> torch.Tensor:
+    """``c`` (B, C, T), ``taps`` (s, 3) -> (B, C, T * s): stretch by s, smooth, optional LeakyReLU."""
+    batch, channels, length = c.shape
+    scale = taps.shape[0]
+    out = torch.matmul(_padded_windows(c, causal), taps.t().to(c.dtype))  # (B, C, T, s)
+    out = out.reshape(batch, channels, length * scale)
+    if negative_slope is not None:
+        F.leaky_relu_(out, negative_slope)  # out is ours: safe in place
+    return out
+
+
+def stretch_conv1d_backward_reference(
+    grad_out: torch.Tensor,
+    c: torch.Tensor,
+    taps: torch.Tensor,
+    out: torch.Tensor | None,
+    causal: bool,
+    negative_slope: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients with respect to ``c`` and ``taps``.
+
+    The LeakyReLU's derivative is read from the forward's output ``out`` (its sign equals its
+    input's for a slope >= 0), so the pre-activation never has to be kept.
+    """
+    batch, channels, length = c.shape
+    scale = taps.shape[0]
+    grad = grad_out
+    if negative_slope is not None:
+        grad = torch.where(out > 0, grad_out, grad_out * negative_slope)
+    grad = grad.reshape(batch, channels, length, scale)
+    grad_windows = torch.matmul(grad, taps.to(grad.dtype))  # (B, C, T, 3)
+    first = first_offset(causal)
+    # c[t + first + m] received grad_windows[t, m]: add the three shifted columns.
+    grad_padded = torch.zeros(batch, channels, length + 2, dtype=grad.dtype, device=grad.device)
+    for m in range(3):
+        grad_padded[..., m : m + length] += grad_windows[..., m]
+    grad_c = grad_padded[..., -first : -first + length]
+    windows = _padded_windows(c.to(grad.dtype), causal)  # (B, C, T, 3)
+    grad_taps = torch.einsum("bctr,bctm->rm", grad, windows)
+    return grad_c.contiguous(), grad_taps.to(taps.dtype)

@@ -1,0 +1,255 @@
+"""Parallel WaveGAN's conditioning upsampler: the fused stretch + smoothing op (Triton kernels in the
+interpreter pass, the reference otherwise) against the stretched formulation, and the modules against
+parallel_wavegan 0.6.1's UpsampleNetwork / ConvInUpsampleNetwork with state_dicts loaded across."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastgan
+from fastgan.functional import smoothing_to_taps, stretch_conv1d
+from fastgan.references import stretch_conv1d_backward_reference, stretch_conv1d_reference
+from tests.oracle import parallel_wavegan
+from tests.tolerances import REDUCTION, assert_close_scaled
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+def stretched_oracle(c, smoothing, scale, causal, slope):
+    """parallel_wavegan's formulation, written out: repeat each frame s times, then the padded (2s+1)-tap conv."""
+    u = c.repeat_interleave(scale, dim=-1)
+    pad = (2 * scale, 0) if causal else (scale, scale)
+    out = F.conv1d(F.pad(u.reshape(-1, 1, u.shape[-1]), pad), smoothing.reshape(1, 1, -1)).reshape(u.shape)
+    return out if slope is None else F.leaky_relu(out, slope)
+
+
+def run_op(c, smoothing, scale, causal, slope, grad_out):
+    c = c.detach().clone().requires_grad_()
+    smoothing = smoothing.detach().clone().requires_grad_()
+    out = stretch_conv1d(c, smoothing_to_taps(smoothing, scale, causal), causal, slope)
+    out.backward(grad_out)
+    return out, c.grad, smoothing.grad
+
+
+def run_oracle(c, smoothing, scale, causal, slope, grad_out):
+    c = c.detach().float().clone().requires_grad_()
+    smoothing = smoothing.detach().float().clone().requires_grad_()
+    out = stretched_oracle(c, smoothing, scale, causal, slope)
+    out.backward(grad_out.float())
+    return out, c.grad, smoothing.grad
+
+
+def check_parity(c, smoothing, scale, causal, slope, dtype=torch.float32, grad_out=None, generator=None):
+    shape = (*c.shape[:2], c.shape[2] * scale)
+    if grad_out is None:
+        grad_out = torch.randn(shape, generator=generator).to(dtype)
+    actual = run_op(c, smoothing, scale, causal, slope, grad_out)
+    expected = run_oracle(c, smoothing, scale, causal, slope, grad_out)
+    for name, a, e in zip(("out", "grad_c", "grad_smoothing"), actual, expected, strict=True):
+        assert a.dtype == (dtype if name != "grad_smoothing" else smoothing.dtype), f"{name} dtype {a.dtype}"
+        try:
+            assert_close_scaled(a, e, REDUCTION, dtype)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from None
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("slope", [None, 0.0, 0.4])
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 5, 8, 10])
+def test_op_matches_stretched_formulation(scale, slope, causal):
+    c = torch.randn(2, 5, 7)
+    smoothing = torch.randn(2 * scale + 1)
+    check_parity(c, smoothing, scale, causal, slope)
+
+
+@pytest.mark.parametrize("length", [1, 2, 33])
+def test_lengths_and_batch_one(length):
+    check_parity(torch.randn(1, 3, length), torch.randn(9), 4, False, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+def test_half_precision_against_fp32_oracle(dtype, causal):
+    c = torch.randn(2, 6, 9).to(dtype)
+    smoothing = torch.randn(11).to(dtype)
+    check_parity(c, smoothing, 5, causal, 0.2, dtype)
+
+
+def test_non_contiguous_input_and_gradient():
+    c = torch.randn(2, 9, 6).transpose(1, 2)
+    assert not c.is_contiguous()
+    grad_out = torch.randn(2, 6, 72)[..., ::2]
+    assert not grad_out.is_contiguous()
+    check_parity(c, torch.randn(9), 4, False, 0.2, grad_out=grad_out)
+
+
+@given(
+    batch=st.integers(1, 2),
+    channels=st.integers(1, 9),
+    length=st.integers(1, 20),
+    scale=st.integers(1, 12),
+    causal=st.booleans(),
+    slope=st.sampled_from([None, 0.0, 0.2]),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+)
+def test_fuzz(batch, channels, length, scale, causal, slope, dtype, seed):
+    generator = torch.Generator().manual_seed(seed)
+    c = torch.randn(batch, channels, length, generator=generator).to(dtype)
+    smoothing = torch.randn(2 * scale + 1, generator=generator).to(dtype)
+    check_parity(c, smoothing, scale, causal, slope, dtype, generator=generator)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("slope", [None, 0.2])
+def test_reference_backward_gradcheck_float64(causal, slope):
+    c = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    taps = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+
+    def forward(c, taps):
+        # An out-of-place copy of the reference (it applies the LeakyReLU in place).
+        out = stretch_conv1d_reference(c, taps, causal, None)
+        return out if slope is None else F.leaky_relu(out, slope)
+
+    assert torch.autograd.gradcheck(forward, (c, taps))
+    out = forward(c, taps)
+    grad_out = torch.randn_like(out)
+    expected = torch.autograd.grad(out, (c, taps), grad_out)
+    actual = stretch_conv1d_backward_reference(grad_out, c.detach(), taps.detach(), out.detach(), causal, slope)
+    for a, e in zip(actual, expected, strict=True):
+        torch.testing.assert_close(a, e)
+
+
+@pytest.mark.parametrize("slope", [None, 0.2])
+def test_opcheck(slope):
+    c = torch.randn(2, 3, 7, requires_grad=True)
+    taps = torch.randn(4, 3, requires_grad=True)
+    torch.library.opcheck(torch.ops.fastgan.stretch_conv1d.default, (c, taps, False, slope))
+    torch.library.opcheck(torch.ops.fastgan.stretch_conv1d.default, (c, taps, True, slope))
+    grad_out = torch.randn(2, 3, 28)
+    out = stretch_conv1d(c.detach(), taps.detach(), False, slope) if slope is not None else None
+    torch.library.opcheck(
+        torch.ops.fastgan.stretch_conv1d_backward.default, (grad_out, c.detach(), taps.detach(), out, False, slope)
+    )
+
+
+def test_torch_compile_fullgraph_forward_and_backward():
+    torch._dynamo.reset()
+    module = fastgan.nn.UpsampleNetwork([2, 3], nonlinear_activation="LeakyReLU",
+                                        nonlinear_activation_params={"negative_slope": 0.4})  # fmt: skip
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_()
+
+    def step(c):
+        return (module(c) * 3.0).sum()
+
+    compiled = torch.compile(step, fullgraph=True)
+    c = torch.randn(2, 4, 5)
+    c_compiled = c.clone().requires_grad_()
+    c_eager = c.clone().requires_grad_()
+    compiled(c_compiled).backward()
+    grads = [p.grad.clone() for p in module.parameters()]
+    module.zero_grad()
+    step(c_eager).backward()
+    assert_close_scaled(c_compiled.grad, c_eager.grad, REDUCTION)
+    for g, p in zip(grads, module.parameters(), strict=True):
+        assert_close_scaled(g, p.grad, REDUCTION)
+
+
+UPSAMPLE_CONFIGS = {
+    "pwg_default": {"upsample_scales": [4, 4, 4, 4]},
+    "pwg_24k": {"upsample_scales": [4, 5, 3, 5]},
+    "causal": {"upsample_scales": [4, 5, 3, 5], "use_causal_conv": True},
+    "leaky": {"upsample_scales": [2, 3], "nonlinear_activation": "LeakyReLU",
+              "nonlinear_activation_params": {"negative_slope": 0.2}},
+    "relu": {"upsample_scales": [3, 2], "nonlinear_activation": "ReLU"},
+    "tanh_unfused": {"upsample_scales": [2, 2], "nonlinear_activation": "Tanh"},
+    "freq_kernel_3": {"upsample_scales": [2, 3], "freq_axis_kernel_size": 3},
+    "bilinear": {"upsample_scales": [2, 3], "interpolate_mode": "bilinear"},
+}  # fmt: skip
+
+
+def _randomize(module):
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) / p[0].numel() ** 0.5)
+
+
+def compare_modules(ours, theirs, c):
+    theirs.load_state_dict(ours.state_dict())
+    c_ours = c.clone().requires_grad_()
+    c_theirs = c.clone().requires_grad_()
+    out, expected = ours(c_ours), theirs(c_theirs)
+    assert_close_scaled(out, expected, REDUCTION)
+    grad = torch.randn_like(expected)
+    out.backward(grad)
+    expected.backward(grad)
+    assert_close_scaled(c_ours.grad, c_theirs.grad, REDUCTION)
+    for (name, p_ours), (_, p_theirs) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
+        try:
+            assert_close_scaled(p_ours.grad, p_theirs.grad, REDUCTION)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from None
+
+
+@pytest.mark.parametrize("config", list(UPSAMPLE_CONFIGS.values()), ids=list(UPSAMPLE_CONFIGS))
+def test_upsample_network_matches_parallel_wavegan(config):
+    upsample = parallel_wavegan("layers.upsample")
+    ours = fastgan.nn.UpsampleNetwork(**config)
+    theirs = upsample.UpsampleNetwork(**config)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    # The default (box filter) initialisation is parallel_wavegan's too.
+    for (_, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items(), strict=True):
+        assert torch.equal(a, b)
+    _randomize(ours)
+    compare_modules(ours, theirs, torch.randn(2, 3, 5))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_conv_in_upsample_network_matches_parallel_wavegan(causal):
+    upsample = parallel_wavegan("layers.upsample")
+    config = {"upsample_scales": [4, 5, 3, 5], "aux_channels": 8, "aux_context_window": 2, "use_causal_conv": causal}
+    ours = fastgan.nn.ConvInUpsampleNetwork(**config)
+    theirs = upsample.ConvInUpsampleNetwork(**config)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    _randomize(ours)
+    compare_modules(ours, theirs, torch.randn(1, 8, 9))
+
+
+def test_fused_path_is_taken_for_published_configurations():
+    assert fastgan.nn.UpsampleNetwork([4, 5, 3, 5]).fused
+    assert not fastgan.nn.UpsampleNetwork([4], freq_axis_kernel_size=3).fused
+    assert not fastgan.nn.UpsampleNetwork([4], interpolate_mode="bilinear").fused
+
+
+class TestBadInput:
+    def test_wrong_ndim(self):
+        with pytest.raises(ValueError, match=r"c must have 3 dimensions, got shape \(3, 5\)"):
+            stretch_conv1d(torch.randn(3, 5), torch.randn(2, 3))
+        with pytest.raises(ValueError, match=r"c must be \(batch, channels, time\)"):
+            fastgan.nn.UpsampleNetwork([2])(torch.randn(3, 5))
+
+    def test_taps_shape(self):
+        with pytest.raises(ValueError, match=r"taps must have shape \(scale, 3\) with scale >= 1, got \(2, 5\)"):
+            stretch_conv1d(torch.randn(1, 3, 5), torch.randn(2, 5))
+
+    def test_dtype(self):
+        with pytest.raises(TypeError, match="c has dtype torch.float64"):
+            stretch_conv1d(torch.randn(1, 3, 5, dtype=torch.float64), torch.randn(2, 3))
+
+    def test_negative_slope(self):
+        with pytest.raises(ValueError, match="negative_slope must be >= 0"):
+            stretch_conv1d(torch.randn(1, 3, 5), torch.randn(2, 3), False, -0.1)
+
+    def test_module_arguments(self):
+        with pytest.raises(ValueError, match="freq_axis_kernel_size must be odd"):
+            fastgan.nn.UpsampleNetwork([2], freq_axis_kernel_size=2)
+        with pytest.raises(ValueError, match="every upsample scale must be >= 1"):
+            fastgan.nn.UpsampleNetwork([2, 0])
