@@ -1,0 +1,487 @@
+"""Dilated residual step (MelGAN residual stack, HiFi-GAN ResBlock1/ResBlock2): forward and backward.
+
+Three kernels, all implicit GEMMs (``tl.dot`` over taps x input-channel blocks, fp32 accumulation)
+that read their inputs straight from the (B, C, T) tensors; padding is index arithmetic
+(reflection folds the index, zeros mask the load), never a padded copy:
+
+* ``_fused_1x1_forward_kernel`` — MelGAN's whole step for one time tile and *all* channels:
+  leaky on load → dilated conv → bias → leaky → 1x1 conv accumulated straight into the output
+  tile (mid channels streamed in blocks of BLOCK_M, the intermediate never leaves the chip) →
+  1x1 shortcut of x accumulated into the same tile → biases → one write.
+* ``_conv_kernel`` — one dilated conv with options: leaky on load, bias, leaky on output, a gate
+  by LeakyReLU's derivative at another tensor, a residual add, and the *adjoint* mode (the
+  transposed conv, for input gradients; reflection's adjoint folds the mirrored samples back by
+  loading the up-to-three output positions that read each input sample — no atomics). HiFi-GAN's
+  ResBlock1 runs two of these per step (the k-tap second conv needs a halo of the intermediate;
+  recomputing the first conv for every tap would cost k times its FLOPs, so the intermediate
+  makes one round trip through memory instead); ResBlock2 is one.
+* ``_weight_grad_kernel`` — dW[o, i, k] = sum_{b,t} G[b, o, t] IN[b, i, idx(t + k d - left)]
+  (leaky on load), and the bias gradient, over a split of the (batch x time) tiles; partial sums go
+  to an fp32 buffer that is summed over the splits afterwards (deterministic, no atomics).
+
+Backward recomputes the dilated conv's output ``z`` (one extra conv, a third of the step's forward
+FLOPs for ResBlock1/MelGAN) rather than saving it: the forward keeps nothing but its inputs, so a
+training step's activation memory is one tensor per step, as in inference.
+
+Dots: fp16/bf16 operands on tensor cores with fp32 accumulation; fp32 tensors use
+``input_precision="ieee"`` (no TF32). The Triton interpreter multiplies bf16 dots wrongly, so
+under the interpreter bf16 operands are dotted in fp32 (``HALF_DOT=False``).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, next_power_of_2
+
+from fastgan._backend import interpreter_enabled
+from fastgan.references.residual_block import pad_amounts
+
+ZEROS, REFLECT = 0, 1
+PAD_CODES = {"zeros": ZEROS, "reflect": REFLECT}
+
+# _conv_kernel and _weight_grad_kernel: one tile configuration.
+CONV_BLOCK_CO, CONV_BLOCK_CI, CONV_BLOCK_T, CONV_WARPS, CONV_STAGES = 32, 32, 64, 4, 3
+WGRAD_BLOCK_O, WGRAD_BLOCK_I, WGRAD_BLOCK_T, WGRAD_WARPS, WGRAD_STAGES = 32, 32, 64, 4, 3
+WGRAD_TARGET_PROGRAMS = 528  # ~4 waves of 132 SMs
+WGRAD_MAX_SPLITS = 64
+# _fused_1x1_forward_kernel: every channel of the output tile in one program.
+FUSED_BLOCK_M = FUSED_BLOCK_CI = 32
+FUSED_STAGES = 2
+FUSED_BLOCK_CS = (32, 64, 128, 256, 512)
+MAX_FUSED_CHANNELS = FUSED_BLOCK_CS[-1]
+
+# The _conv_kernel modes the launchers use: (ACT_IN, HAS_BIAS, ACT_OUT, GATE, RESIDUAL, ADJOINT), pads.
+CONV_MODES = {
+    "act_conv_res": ((True, True, False, False, True, False), (ZEROS, REFLECT)),  # ResBlock2 step
+    "act_conv_act": ((True, True, True, False, False, False), (ZEROS, REFLECT)),  # ResBlock1 first conv
+    "conv_res": ((False, True, False, False, True, False), (ZEROS,)),  # ResBlock1 second conv
+    "conv": ((False, True, False, False, False, False), (ZEROS,)),  # 1x1 shortcut (and its adjoint)
+    "act_conv": ((True, True, False, False, False, False), (ZEROS, REFLECT)),  # z, recomputed in backward
+    "adj_gate": ((False, False, False, True, False, True), (ZEROS,)),  # grad z from grad out
+    "adj_gate_res": ((False, False, False, True, True, True), (ZEROS, REFLECT)),  # grad x
+}
+# _weight_grad_kernel modes: ACT_IN, pads.
+WGRAD_MODES = {"act": (True, (ZEROS, REFLECT)), "plain": (False, (ZEROS,))}
+
+
+@triton.jit
+def _leaky(v, slope):
+    return tl.where(v > 0, v, v * slope)
+
+
+@triton.jit
+def _reflect(position, length):
+    """Fold a position in (-length, 2 * length - 1) into [0, length) without repeating the edge."""
+    last = length - 1
+    position = tl.where(position < 0, -position, position)
+    return tl.where(position > last, 2 * last - position, position)
+
+
+@triton.jit
+def _mma(acc, a, b, HALF_DOT: tl.constexpr, half_ptr):
+    if HALF_DOT:
+        dt = half_ptr.dtype.element_ty
+        return tl.dot(a.to(dt), b.to(dt), acc)
+    else:
+        return tl.dot(a, b, acc, input_precision="ieee")
+
+
+@triton.jit
+def _conv_tile(
+    acc, in_ptr, w_ptr, in_base, stride_ic, stride_it, stride_wo, stride_wi, stride_wk,
+    co, co_mask, t, t_mask, c_in, length, taps, dilation, left, slope,
+    PAD: tl.constexpr, ADJOINT: tl.constexpr, ACT_IN: tl.constexpr, HALF_DOT: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+):  # fmt: skip
+    """acc[co, t] += sum_k sum_ci w[co, ci, k] * in_k[ci, t] (in_k: the padded, shifted, maybe leaky input)."""
+    for k in range(taps):
+        shift = k * dilation - left
+        if ADJOINT:
+            # Input sample t collects every output position that read it through tap k.
+            p0 = t - shift
+            ok0 = t_mask & (p0 >= 0) & (p0 < length)
+            if PAD == 1:
+                p1 = -t - shift  # read through the left mirror (forward position -t < 0)
+                ok1 = t_mask & (t > 0) & (p1 >= 0) & (p1 < length)
+                p2 = 2 * (length - 1) - t - shift  # through the right mirror
+                ok2 = t_mask & (t < length - 1) & (p2 >= 0) & (p2 < length)
+        else:
+            p0 = t + shift
+            if PAD == 1:
+                p0 = _reflect(p0, length)
+                ok0 = t_mask
+            else:
+                ok0 = t_mask & (p0 >= 0) & (p0 < length)
+        for c0 in range(0, c_in, BLOCK_CI):
+            ci = c0 + tl.arange(0, BLOCK_CI)
+            ci_mask = ci < c_in
+            rows = in_ptr + in_base + ci[:, None].to(tl.int64) * stride_ic
+            v = tl.load(rows + p0[None, :].to(tl.int64) * stride_it, mask=ci_mask[:, None] & ok0[None, :], other=0.0)
+            v = v.to(tl.float32)
+            if ADJOINT and PAD == 1:
+                v1 = tl.load(
+                    rows + p1[None, :].to(tl.int64) * stride_it, mask=ci_mask[:, None] & ok1[None, :], other=0.0
+                )
+                v2 = tl.load(
+                    rows + p2[None, :].to(tl.int64) * stride_it, mask=ci_mask[:, None] & ok2[None, :], other=0.0
+                )
+                v += v1.to(tl.float32) + v2.to(tl.float32)
+            if ACT_IN:
+                v = _leaky(v, slope)
+            w = tl.load(
+                w_ptr + co[:, None] * stride_wo + ci[None, :] * stride_wi + k * stride_wk,
+                mask=co_mask[:, None] & ci_mask[None, :],
+                other=0.0,
+            ).to(tl.float32)
+            acc = _mma(acc, w, v, HALF_DOT, in_ptr)
+    return acc
+
+
+@triton.jit
+def _conv_kernel(
+    in_ptr, w_ptr, bias_ptr, aux_ptr, res_ptr, out_ptr,
+    slope, c_in, c_out, length, taps, dilation, left,
+    stride_ib, stride_ic, stride_it, stride_wo, stride_wi, stride_wk,
+    stride_ab, stride_ac, stride_at, stride_rb, stride_rc, stride_rt,
+    PAD: tl.constexpr, ADJOINT: tl.constexpr, ACT_IN: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ACT_OUT: tl.constexpr, GATE: tl.constexpr, RESIDUAL: tl.constexpr, HALF_DOT: tl.constexpr,
+    BLOCK_CO: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_T: tl.constexpr,
+):  # fmt: skip
+    """out[b, co, t] = epilogue(sum_k sum_ci w[co, ci, k] in_k[b, ci, t] + bias[co]).
+
+    Epilogue in order: leaky (ACT_OUT); times leaky'(aux[b, co, t]) (GATE); + res[b, co, t] (RESIDUAL).
+    """
+    slope = tl.cast(slope, tl.float32)
+    pid_bt = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    n_t = tl.cdiv(length, BLOCK_T)
+    b = (pid_bt // n_t).to(tl.int64)
+    t = (pid_bt % n_t) * BLOCK_T + tl.arange(0, BLOCK_T)
+    t_mask = t < length
+    co = pid_c * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    co_mask = co < c_out
+    acc = tl.zeros((BLOCK_CO, BLOCK_T), dtype=tl.float32)
+    acc = _conv_tile(
+        acc, in_ptr, w_ptr, b * stride_ib, stride_ic, stride_it, stride_wo, stride_wi, stride_wk,
+        co, co_mask, t, t_mask, c_in, length, taps, dilation, left, slope,
+        PAD, ADJOINT, ACT_IN, HALF_DOT, BLOCK_CI,
+    )  # fmt: skip
+    mask = co_mask[:, None] & t_mask[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + co, mask=co_mask, other=0.0).to(tl.float32)[:, None]
+    if ACT_OUT:
+        acc = _leaky(acc, slope)
+    if GATE:
+        aux_offsets = b * stride_ab + co[:, None].to(tl.int64) * stride_ac + t[None, :].to(tl.int64) * stride_at
+        aux = tl.load(aux_ptr + aux_offsets, mask=mask, other=0.0).to(tl.float32)
+        acc = tl.where(aux > 0, acc, acc * slope)
+    if RESIDUAL:
+        res_offsets = b * stride_rb + co[:, None].to(tl.int64) * stride_rc + t[None, :].to(tl.int64) * stride_rt
+        acc += tl.load(res_ptr + res_offsets, mask=mask, other=0.0).to(tl.float32)
+    out_offsets = (b * c_out + co[:, None]) * length + t[None, :]
+    tl.store(out_ptr + out_offsets, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _fused_1x1_forward_kernel(
+    x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, ws_ptr, bs_ptr, out_ptr,
+    slope, channels, length, taps, dilation, left,
+    stride_xb, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
+    stride_w2o, stride_w2i, stride_wso, stride_wsi,
+    PAD: tl.constexpr, HALF_DOT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_T: tl.constexpr,
+):  # fmt: skip
+    """MelGAN: out = w2 @ leaky(conv_d(leaky(x)) + b1) + b2 + ws @ x + bs, all channels of one time tile."""
+    slope = tl.cast(slope, tl.float32)
+    pid = tl.program_id(0)
+    n_t = tl.cdiv(length, BLOCK_T)
+    b = (pid // n_t).to(tl.int64)
+    t = (pid % n_t) * BLOCK_T + tl.arange(0, BLOCK_T)
+    t_mask = t < length
+    co = tl.arange(0, BLOCK_C)
+    co_mask = co < channels
+    x_base = b * stride_xb
+    out = tl.zeros((BLOCK_C, BLOCK_T), dtype=tl.float32)
+    for m0 in range(0, channels, BLOCK_M):
+        m = m0 + tl.arange(0, BLOCK_M)
+        m_mask = m < channels
+        z = tl.zeros((BLOCK_M, BLOCK_T), dtype=tl.float32)
+        z = _conv_tile(
+            z, x_ptr, w1_ptr, x_base, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
+            m, m_mask, t, t_mask, channels, length, taps, dilation, left, slope,
+            PAD, False, True, HALF_DOT, BLOCK_CI,
+        )  # fmt: skip
+        z += tl.load(b1_ptr + m, mask=m_mask, other=0.0).to(tl.float32)[:, None]
+        h = _leaky(z, slope)  # rows past `channels` are leaky(0) = 0
+        w2 = tl.load(
+            w2_ptr + co[:, None] * stride_w2o + m[None, :] * stride_w2i,
+            mask=co_mask[:, None] & m_mask[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        out = _mma(out, w2, h, HALF_DOT, x_ptr)
+    # The 1x1 shortcut: ws @ x on the same tile.
+    for c0 in range(0, channels, BLOCK_CI):
+        ci = c0 + tl.arange(0, BLOCK_CI)
+        ci_mask = ci < channels
+        x_offsets = x_base + ci[:, None].to(tl.int64) * stride_xc + t[None, :].to(tl.int64) * stride_xt
+        xs = tl.load(x_ptr + x_offsets, mask=ci_mask[:, None] & t_mask[None, :], other=0.0).to(tl.float32)
+        ws = tl.load(
+            ws_ptr + co[:, None] * stride_wso + ci[None, :] * stride_wsi,
+            mask=co_mask[:, None] & ci_mask[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        out = _mma(out, ws, xs, HALF_DOT, x_ptr)
+    bias = tl.load(b2_ptr + co, mask=co_mask, other=0.0).to(tl.float32)
+    bias += tl.load(bs_ptr + co, mask=co_mask, other=0.0).to(tl.float32)
+    out += bias[:, None]
+    out_offsets = (b * channels + co[:, None]) * length + t[None, :]
+    tl.store(out_ptr + out_offsets, out.to(out_ptr.dtype.element_ty), mask=co_mask[:, None] & t_mask[None, :])
+
+
+@triton.jit
+def _weight_grad_kernel(
+    g_ptr, in_ptr, part_ptr, bias_part_ptr,
+    slope, c_out, c_in, length, batch, taps, dilation, left, tiles_per_split,
+    stride_gb, stride_gc, stride_gt, stride_ib, stride_ic, stride_it,
+    PAD: tl.constexpr, ACT_IN: tl.constexpr, HALF_DOT: tl.constexpr,
+    BLOCK_O: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_T: tl.constexpr,
+):  # fmt: skip
+    """part[s, o, i, k] = sum over split s's (b, t) tiles of g[b, o, t] * in_k[b, i, t]; bias_part[s, o] = sum g."""
+    slope = tl.cast(slope, tl.float32)
+    pid_oi = tl.program_id(0)
+    k = tl.program_id(1)
+    split = tl.program_id(2)
+    n_i = tl.cdiv(c_in, BLOCK_I)
+    o = (pid_oi // n_i) * BLOCK_O + tl.arange(0, BLOCK_O)
+    i = (pid_oi % n_i) * BLOCK_I + tl.arange(0, BLOCK_I)
+    o_mask = o < c_out
+    i_mask = i < c_in
+    n_t = tl.cdiv(length, BLOCK_T)
+    total = batch * n_t
+    shift = k * dilation - left
+    acc = tl.zeros((BLOCK_O, BLOCK_I), dtype=tl.float32)
+    bias_acc = tl.zeros((BLOCK_O,), dtype=tl.float32)
+    first = split * tiles_per_split
+    last = tl.minimum(first + tiles_per_split, total)
+    for j in range(first, last):
+        b = (j // n_t).to(tl.int64)
+        t = (j % n_t) * BLOCK_T + tl.arange(0, BLOCK_T)
+        t_mask = t < length
+        g_offsets = b * stride_gb + o[:, None].to(tl.int64) * stride_gc + t[None, :].to(tl.int64) * stride_gt
+        g = tl.load(g_ptr + g_offsets, mask=o_mask[:, None] & t_mask[None, :], other=0.0).to(tl.float32)
+        p = t + shift
+        if PAD == 1:
+            p = _reflect(p, length)
+            ok = t_mask
+        else:
+            ok = t_mask & (p >= 0) & (p < length)
+        in_offsets = b * stride_ib + i[:, None].to(tl.int64) * stride_ic + p[None, :].to(tl.int64) * stride_it
+        v = tl.load(in_ptr + in_offsets, mask=i_mask[:, None] & ok[None, :], other=0.0).to(tl.float32)
+        if ACT_IN:
+            v = _leaky(v, slope)
+        acc = _mma(acc, g, tl.trans(v), HALF_DOT, g_ptr)
+        bias_acc += tl.sum(g, axis=1)
+    part_offsets = ((split * c_out + o[:, None]) * c_in + i[None, :]) * taps + k
+    tl.store(part_ptr + part_offsets, acc, mask=o_mask[:, None] & i_mask[None, :])
+    owner = (pid_oi % n_i == 0) & (k == 0)  # one program per output block writes the bias sums
+    tl.store(bias_part_ptr + split * c_out + o, bias_acc, mask=o_mask & owner)
+
+
+# ----------------------------------------------------------------------------------------------
+# Launchers
+
+
+def _half_dot(dtype: torch.dtype) -> bool:
+    if dtype == torch.float32:
+        return False
+    return not (dtype == torch.bfloat16 and interpreter_enabled())
+
+
+def _transposed(weight: torch.Tensor) -> tuple[int, int, int]:
+    """Strides that read ``weight`` (C_out, C_in, k) as its transpose (C_in, C_out, k), no copy."""
+    return weight.stride(1), weight.stride(0), weight.stride(2)
+
+
+def _conv(
+    inp, weight, bias, *, mode, pad=ZEROS, slope=0.0, dilation=1, left=0, aux=None, res=None, transpose=False,
+    out_dtype=None,
+):  # fmt: skip
+    (act_in, has_bias, act_out, gate, residual, adjoint), pads = CONV_MODES[mode]
+    assert pad in pads and (bias is not None) == has_bias and (aux is not None) == gate
+    assert (res is not None) == residual
+    batch, c_in, length = inp.shape
+    c_out = weight.shape[1] if transpose else weight.shape[0]
+    w_strides = _transposed(weight) if transpose else weight.stride()
+    out = torch.empty((batch, c_out, length), dtype=out_dtype or inp.dtype, device=inp.device)
+    aux_arg = aux if gate else inp
+    res_arg = res if residual else inp
+    grid = (batch * triton.cdiv(length, CONV_BLOCK_T), triton.cdiv(c_out, CONV_BLOCK_CO))
+    _conv_kernel[grid](
+        inp, weight, bias if has_bias else weight, aux_arg, res_arg, out,
+        float(slope), c_in, c_out, length, weight.shape[2], dilation, left,
+        *inp.stride(), *w_strides, *aux_arg.stride(), *res_arg.stride(),
+        PAD=pad, ADJOINT=adjoint, ACT_IN=act_in, HAS_BIAS=has_bias, ACT_OUT=act_out, GATE=gate,
+        RESIDUAL=residual, HALF_DOT=_half_dot(inp.dtype),
+        BLOCK_CO=CONV_BLOCK_CO, BLOCK_CI=CONV_BLOCK_CI, BLOCK_T=CONV_BLOCK_T, num_warps=CONV_WARPS,
+        num_stages=CONV_STAGES,
+    )  # fmt: skip
+    return out
+
+
+def _zero_bias(bias: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return bias if bias is not None else torch.zeros(like.shape[0], dtype=like.dtype, device=like.device)
+
+
+def _fused_config(channels: int) -> tuple[int, int, int]:
+    """(BLOCK_C, BLOCK_T, num_warps) of the fused MelGAN kernel for ``channels``."""
+    block_c = max(FUSED_BLOCK_CS[0], next_power_of_2(channels))
+    block_t = 64 if block_c <= 256 else 32
+    return block_c, block_t, 4 if block_c <= 64 else 8
+
+
+def leaky_dilated_residual_forward(x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
+                                   negative_slope, dilation, padding, causal):  # fmt: skip
+    """Launch the forward of one step (see fastgan.references.residual_block for the computation)."""
+    batch, channels, length = x.shape
+    pad = PAD_CODES[padding]
+    left = pad_amounts(weight1.shape[2], dilation, causal)[0]
+    slope = float(negative_slope)
+    if weight2 is not None and weight2.shape[2] == 1 and shortcut_weight is not None and channels <= MAX_FUSED_CHANNELS:
+        out = torch.empty((batch, channels, length), dtype=x.dtype, device=x.device)
+        block_c, block_t, warps = _fused_config(channels)
+        _fused_1x1_forward_kernel[(batch * triton.cdiv(length, block_t),)](
+            x, weight1, _zero_bias(bias1, weight1), weight2, _zero_bias(bias2, weight2),
+            shortcut_weight, _zero_bias(shortcut_bias, shortcut_weight), out,
+            slope, channels, length, weight1.shape[2], dilation, left,
+            *x.stride(), *weight1.stride(), weight2.stride(0), weight2.stride(1),
+            shortcut_weight.stride(0), shortcut_weight.stride(1),
+            PAD=pad, HALF_DOT=_half_dot(x.dtype),
+            BLOCK_C=block_c, BLOCK_M=FUSED_BLOCK_M, BLOCK_CI=FUSED_BLOCK_CI, BLOCK_T=block_t, num_warps=warps,
+            num_stages=FUSED_STAGES,
+        )  # fmt: skip
+        return out
+    common = {"pad": pad, "slope": slope, "dilation": dilation, "left": left}
+    residual = x
+    if shortcut_weight is not None:
+        residual = _conv(x, shortcut_weight, _zero_bias(shortcut_bias, shortcut_weight), mode="conv")
+    if weight2 is None:
+        return _conv(x, weight1, _zero_bias(bias1, weight1), mode="act_conv_res", res=residual, **common)
+    h = _conv(x, weight1, _zero_bias(bias1, weight1), mode="act_conv_act", **common)
+    left2 = pad_amounts(weight2.shape[2], 1, causal)[0]
+    return _conv(h, weight2, _zero_bias(bias2, weight2), mode="conv_res", left=left2, res=residual)
+
+
+def _weight_grad(grad, inp, taps, *, act, pad=ZEROS, slope=0.0, dilation=1, left=0):
+    """(dW (C_out, C_in, taps), db (C_out,)) in fp32."""
+    batch, c_out, length = grad.shape
+    c_in = inp.shape[1]
+    blocks = triton.cdiv(c_out, WGRAD_BLOCK_O) * triton.cdiv(c_in, WGRAD_BLOCK_I)
+    tiles = batch * triton.cdiv(length, WGRAD_BLOCK_T)
+    splits = max(1, min(tiles, WGRAD_MAX_SPLITS, triton.cdiv(WGRAD_TARGET_PROGRAMS, blocks * taps)))
+    tiles_per_split = triton.cdiv(tiles, splits)
+    splits = triton.cdiv(tiles, tiles_per_split)
+    part = torch.empty((splits, c_out, c_in, taps), dtype=torch.float32, device=grad.device)
+    bias_part = torch.empty((splits, c_out), dtype=torch.float32, device=grad.device)
+    _weight_grad_kernel[(blocks, taps, splits)](
+        grad, inp, part, bias_part,
+        float(slope), c_out, c_in, length, batch, taps, dilation, left, tiles_per_split,
+        *grad.stride(), *inp.stride(),
+        PAD=pad, ACT_IN=act, HALF_DOT=_half_dot(grad.dtype),
+        BLOCK_O=WGRAD_BLOCK_O, BLOCK_I=WGRAD_BLOCK_I, BLOCK_T=WGRAD_BLOCK_T, num_warps=WGRAD_WARPS,
+        num_stages=WGRAD_STAGES,
+    )  # fmt: skip
+    return part.sum(0), bias_part.sum(0)
+
+
+def leaky_dilated_residual_backward(grad_out, x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
+                                    negative_slope, dilation, padding, causal):  # fmt: skip
+    """Gradients for (x, w1, b1, w2, b2, ws, bs), None where the tensor is absent."""
+    pad = PAD_CODES[padding]
+    taps = weight1.shape[2]
+    left = pad_amounts(taps, dilation, causal)[0]
+    slope = float(negative_slope)
+    g = grad_out
+    grad_w2 = grad_b2 = None
+    if weight2 is not None:
+        # Recompute z = conv_d(leaky(x)) + b1 (not saved by the forward).
+        z = _conv(x, weight1, _zero_bias(bias1, weight1), mode="act_conv", pad=pad, slope=slope, dilation=dilation,
+                  left=left)  # fmt: skip
+        taps2 = weight2.shape[2]
+        left2 = pad_amounts(taps2, 1, causal)[0]
+        grad_z = _conv(g, weight2, None, mode="adj_gate", slope=slope, left=left2, aux=z, transpose=True)
+        grad_w2, grad_b2 = _weight_grad(g, z, taps2, act=True, slope=slope, left=left2)
+    else:
+        grad_z = g
+    grad_ws = grad_bs = None
+    residual = g
+    if shortcut_weight is not None:
+        residual = _conv(g, shortcut_weight, _zero_bias(None, shortcut_weight), mode="conv", transpose=True)
+        grad_ws, grad_bs = _weight_grad(g, x, 1, act=False)
+    grad_x = _conv(grad_z, weight1, None, mode="adj_gate_res", pad=pad, slope=slope, dilation=dilation, left=left,
+                   aux=x, res=residual, transpose=True)  # fmt: skip
+    grad_w1, grad_b1 = _weight_grad(grad_z, x, taps, act=True, pad=pad, slope=slope, dilation=dilation, left=left)
+
+    def cast(grad, like):
+        return None if like is None else grad.to(like.dtype)
+
+    return [
+        grad_x, cast(grad_w1, weight1), cast(grad_b1, bias1), cast(grad_w2, weight2), cast(grad_b2, bias2),
+        cast(grad_ws, shortcut_weight), cast(grad_bs, shortcut_bias),
+    ]  # fmt: skip
+
+
+def aot_specs() -> list[KernelSpec]:
+    """Every configuration the launchers above can use (on a GPU: HALF_DOT exactly for fp16/bf16)."""
+    specs = []
+    for dtype, type_name in TRITON_DTYPE_NAMES.items():
+        half_dot = dtype != torch.float32
+        ptr = f"*{type_name}"
+        for mode, ((act_in, has_bias, act_out, gate, residual, adjoint), pads) in CONV_MODES.items():
+            for pad in pads:
+                signature = {
+                    "in_ptr": ptr, "w_ptr": ptr, "bias_ptr": ptr, "aux_ptr": ptr, "res_ptr": ptr, "out_ptr": ptr,
+                    "slope": "fp32", "c_in": "i32", "c_out": "i32", "length": "i32", "taps": "i32",
+                    "dilation": "i32", "left": "i32",
+                    **{f"stride_{n}": "i32" for n in ("ib", "ic", "it", "wo", "wi", "wk", "ab", "ac", "at",
+                                                      "rb", "rc", "rt")},
+                }  # fmt: skip
+                constexprs = {
+                    "PAD": pad, "ADJOINT": adjoint, "ACT_IN": act_in, "HAS_BIAS": has_bias, "ACT_OUT": act_out,
+                    "GATE": gate, "RESIDUAL": residual, "HALF_DOT": half_dot,
+                    "BLOCK_CO": CONV_BLOCK_CO, "BLOCK_CI": CONV_BLOCK_CI, "BLOCK_T": CONV_BLOCK_T,
+                }  # fmt: skip
+                signature.update({k: "constexpr" for k in constexprs})
+                label = f"{type_name} {mode} pad={pad}"
+                specs.append(KernelSpec(_conv_kernel, signature, constexprs, CONV_WARPS, CONV_STAGES, label))
+        for pad in (ZEROS, REFLECT):
+            for channels in FUSED_BLOCK_CS:
+                block_c, block_t, warps = _fused_config(channels)
+                signature = {
+                    **{n: ptr for n in ("x_ptr", "w1_ptr", "b1_ptr", "w2_ptr", "b2_ptr", "ws_ptr", "bs_ptr",
+                                        "out_ptr")},
+                    "slope": "fp32", "channels": "i32", "length": "i32", "taps": "i32", "dilation": "i32",
+                    "left": "i32",
+                    **{f"stride_{n}": "i32" for n in ("xb", "xc", "xt", "w1o", "w1i", "w1k", "w2o", "w2i",
+                                                      "wso", "wsi")},
+                }  # fmt: skip
+                constexprs = {"PAD": pad, "HALF_DOT": half_dot, "BLOCK_C": block_c, "BLOCK_M": FUSED_BLOCK_M,
+                              "BLOCK_CI": FUSED_BLOCK_CI, "BLOCK_T": block_t}  # fmt: skip
+                signature.update({k: "constexpr" for k in constexprs})
+                label = f"{type_name} pad={pad} BLOCK_C={block_c} BLOCK_T={block_t}"
+                specs.append(KernelSpec(_fused_1x1_forward_kernel, signature, constexprs, warps, FUSED_STAGES, label))
+        for mode, (act_in, pads) in WGRAD_MODES.items():
+            for pad in pads:
+                signature = {
+                    "g_ptr": ptr, "in_ptr": ptr, "part_ptr": "*fp32", "bias_part_ptr": "*fp32",
+                    "slope": "fp32", "c_out": "i32", "c_in": "i32", "length": "i32", "batch": "i32",
+                    "taps": "i32", "dilation": "i32", "left": "i32", "tiles_per_split": "i32",
+                    **{f"stride_{n}": "i32" for n in ("gb", "gc", "gt", "ib", "ic", "it")},
+                }  # fmt: skip
+                constexprs = {"PAD": pad, "ACT_IN": act_in, "HALF_DOT": half_dot, "BLOCK_O": WGRAD_BLOCK_O,
+                              "BLOCK_I": WGRAD_BLOCK_I, "BLOCK_T": WGRAD_BLOCK_T}  # fmt: skip
+                signature.update({k: "constexpr" for k in constexprs})
+                label = f"{type_name} {mode} pad={pad}"
+                specs.append(KernelSpec(_weight_grad_kernel, signature, constexprs, WGRAD_WARPS, WGRAD_STAGES, label))
+    return specs
