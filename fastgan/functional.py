@@ -95,3 +95,34 @@ def stretch_conv1d(
     """
     slope = None if negative_slope is None else float(negative_slope)
     return torch.ops.fastgan.stretch_conv1d(c, taps, bool(causal), slope)
+
+
+def wavenet_block(
+    x: torch.Tensor,
+    c: torch.Tensor | None,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+    aux_weight: torch.Tensor | None,
+    out_weight: torch.Tensor,
+    out_bias: torch.Tensor | None,
+    skip_weight: torch.Tensor,
+    skip_bias: torch.Tensor | None,
+    *,
+    dilation: int = 1,
+    causal: bool = False,
+    skip_sum: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Parallel WaveGAN's gated residual block (without dropout): ``(x_out, skip)``.
+
+    ``z = conv1d(x, conv_weight, conv_bias, dilation, zero padding) + aux_weight @ c``;
+    ``g = tanh(z[:, :G/2]) * sigmoid(z[:, G/2:])``; ``x_out = (out_weight @ g + out_bias + x) *
+    sqrt(0.5)``; ``skip = skip_weight @ g + skip_bias``, plus ``skip_sum`` when given (returned as
+    a new tensor; the gradient passes straight through to it). Padding is ``(K-1)//2 * dilation``
+    each side, or ``(K-1) * dilation`` on the left when ``causal``. x (B, R, T), c (B, A, T) or
+    None (then aux_weight must be None), conv_weight (G, R, K), 1x1 weights (out, in) or
+    (out, in, 1); every tensor of x's dtype (fp32/fp16/bf16) and device.
+    """
+    return torch.ops.fastgan.wavenet_block(
+        x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum,
+        int(dilation), bool(causal),
+    )  # fmt: skip

@@ -11,12 +11,15 @@ from fastgan.references.residual_block import (
     leaky_dilated_residual_reference,
 )
 from fastgan.references.upsample import (
+from fastgan.references.wavenet_block import wavenet_block_backward_reference, wavenet_block_reference
     smoothing_to_taps,
     stretch_conv1d_backward_reference,
     stretch_conv1d_reference,
 )
 
 __all__ = [
+    "wavenet_block_backward_reference",
+    "wavenet_block_reference",
     "conv_transpose1d_backward_reference",
     "conv_transpose1d_reference",
     "smoothing_to_taps",

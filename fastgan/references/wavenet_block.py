@@ -1,0 +1,219 @@
+"""Reference WaveNet gated residual block (Parallel WaveGAN): the CPU path and the kernels' oracle.
+
+One block, for x (B, R, T), aux features c (B, A, T) and gate channels G = 2H::
+
+    z = conv_dilated(x, W_conv) + b_conv + W_aux @ c        (B, G, T)
+    g = tanh(z[:, :H]) * sigmoid(z[:, H:])                  (B, H, T)
+    x_out = (W_out @ g + b_out + x) * sqrt(0.5)            (B, R, T)
+    skip  = W_skip @ g + b_skip  (+ skip_sum if given)      (B, S, T)
+
+The dilated conv pads with zeros: ``(K - 1) // 2 * dilation`` on both sides, or, causal,
+``(K - 1) * dilation`` on the left only (the output keeps the first T samples).
+
+Fast by design on CPU (what runs there in production): the aux 1x1 conv accumulates into the
+dilated conv's output in place (one GEMM with beta=1, no extra pass); tanh is computed as
+``2 * sigmoid(2a) - 1`` in place (PyTorch's CPU sigmoid is several times faster than its tanh);
+the skip and residual 1x1 convs are ONE GEMM with concatenated weights whose residual rows carry
+the sqrt(0.5) factor, so ``x_out`` is that GEMM's slice plus ``sqrt(0.5) * x`` in one pass; the
+skip sum, when given, is added in one more pass. fp16/bf16 on CPU compute in fp32 and round once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+SQRT_HALF = math.sqrt(0.5)
+
+
+def conv_padding(kernel_size: int, dilation: int, causal: bool) -> tuple[int, int]:
+    """(left, right) zero padding of the dilated conv so its output has the input's length."""
+    if causal:
+        return (kernel_size - 1) * dilation, 0
+    half = (kernel_size - 1) // 2 * dilation
+    return half, half
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    # PyTorch's CPU half-precision GEMMs are slow and round every partial result: compute in fp32.
+    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return x.dtype
+
+
+def _conv_input(x: torch.Tensor, kernel_size: int, dilation: int, causal: bool) -> tuple[torch.Tensor, int]:
+    """The conv's input and the symmetric padding F.conv1d should add to it."""
+    left, right = conv_padding(kernel_size, dilation, causal)
+    if left == right:
+        return x, left
+    return F.pad(x, (left, right)), 0
+
+
+def _mm(weight: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """(O, I) @ (B, I, T) -> (B, O, T)."""
+    return torch.matmul(weight, inputs)
+
+
+def _gate_preactivation(x, c, w_conv, b_conv, w_aux, dilation, causal):
+    """z = conv(x) + b_conv + W_aux @ c, a fresh contiguous (B, G, T) tensor."""
+    conv_in, padding = _conv_input(x, w_conv.shape[2], dilation, causal)
+    z = F.conv1d(conv_in, w_conv, b_conv, padding=padding, dilation=dilation)
+    if c is not None and w_aux is not None:
+        if torch.is_grad_enabled() and (z.requires_grad or c.requires_grad or w_aux.requires_grad):
+            z = z + _mm(w_aux, c)
+        elif z.shape[0] == 1:
+            z[0].addmm_(w_aux, c[0])
+        else:
+            z.baddbmm_(w_aux.expand(z.shape[0], -1, -1), c)
+    return z
+
+
+def _gate(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Overwrites z: returns (g, tanh(a), sigmoid(b)) where z = [a, b]; g is a new tensor."""
+    half = z.shape[1] // 2
+    a, b = z[:, :half], z[:, half:]
+    if torch.is_grad_enabled() and z.requires_grad:  # differentiated directly (tests): no in-place ops
+        ta, sb = torch.tanh(a), torch.sigmoid(b)
+    else:
+        ta = a.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2 * sigmoid(2a) - 1
+        sb = b.sigmoid_()
+    return ta * sb, ta, sb
+
+
+def wavenet_block_reference(
+    x: torch.Tensor,
+    c: torch.Tensor | None,
+    w_conv: torch.Tensor,
+    b_conv: torch.Tensor | None,
+    w_aux: torch.Tensor | None,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor | None,
+    w_skip: torch.Tensor,
+    b_skip: torch.Tensor | None,
+    skip_sum: torch.Tensor | None = None,
+    dilation: int = 1,
+    causal: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_out, skip) of one block; ``skip`` includes ``skip_sum`` when one is given.
+
+    Weights as in nn.Conv1d: w_conv (G, R, K); w_aux (G, A) or (G, A, 1); w_out (R, H) or
+    (R, H, 1); w_skip (S, H) or (S, H, 1); biases 1-D or None.
+    """
+    dtype = x.dtype
+    work = _compute_dtype(x)
+    cast = lambda t: None if t is None else t.to(work)
+    x_w, c_w = x.to(work), cast(c)
+    w_conv, b_conv, w_aux = w_conv.to(work), cast(b_conv), cast(_as_matrix(w_aux))
+    w_out, w_skip = _as_matrix(w_out).to(work), _as_matrix(w_skip).to(work)
+    residual = w_out.shape[0]
+
+    z = _gate_preactivation(x_w, c_w, w_conv, b_conv, w_aux, dilation, causal)
+    g, _, _ = _gate(z)
+    del z
+    # One GEMM for both 1x1 convs (biases as its beta=1 term); the residual rows carry the sqrt(0.5).
+    weight = torch.cat([w_out * SQRT_HALF, w_skip])
+    bias = None
+    if b_out is not None or b_skip is not None:
+        bias = torch.cat(
+            [
+                b_out.to(work) * SQRT_HALF if b_out is not None else w_out.new_zeros(residual),
+                b_skip.to(work) if b_skip is not None else w_skip.new_zeros(w_skip.shape[0]),
+            ]
+        )[:, None]
+    if g.shape[0] == 1:
+        y = (torch.mm(weight, g[0]) if bias is None else torch.addmm(bias, weight, g[0])).unsqueeze(0)
+    else:
+        y = _mm(weight, g) if bias is None else torch.baddbmm(bias, weight.expand(g.shape[0], -1, -1), g)
+    del g
+    x_out = torch.add(y[:, :residual], x_w, alpha=SQRT_HALF)
+    skip = y[:, residual:]
+    skip = skip.contiguous() if skip_sum is None else torch.add(skip, skip_sum.to(work))
+    return x_out.to(dtype), skip.to(dtype)
+
+
+def _as_matrix(weight: torch.Tensor | None) -> torch.Tensor | None:
+    if weight is None or weight.dim() == 2:
+        return weight
+    return weight.squeeze(2)
+
+
+def wavenet_block_backward_reference(
+    grad_x_out: torch.Tensor,
+    grad_skip: torch.Tensor,
+    x: torch.Tensor,
+    c: torch.Tensor | None,
+    w_conv: torch.Tensor,
+    b_conv: torch.Tensor | None,
+    w_aux: torch.Tensor | None,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor | None,
+    w_skip: torch.Tensor,
+    b_skip: torch.Tensor | None,
+    dilation: int = 1,
+    causal: bool = False,
+) -> dict[str, torch.Tensor | None]:
+    """Gradients of :func:`wavenet_block_reference`, recomputing the gate from x and c.
+
+    Returns a dict with keys x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip (None where
+    the input is None); the skip sum's gradient is ``grad_skip`` itself. Weight gradients have
+    the weights' shapes (w_aux/w_out/w_skip as given, 2-D or 3-D).
+    """
+    dtype = x.dtype
+    work = _compute_dtype(x)
+    cast = lambda t: None if t is None else t.to(work)
+    shapes = {"w_aux": None if w_aux is None else w_aux.shape, "w_out": w_out.shape, "w_skip": w_skip.shape}
+    x_w, c_w = x.to(work), cast(c)
+    w_conv_w, w_aux_m = w_conv.to(work), cast(_as_matrix(w_aux))
+    w_out_m, w_skip_m = _as_matrix(w_out).to(work), _as_matrix(w_skip).to(work)
+    go = grad_x_out.to(work) * SQRT_HALF  # the gradient at W_out @ g + b_out
+    gs = grad_skip.to(work)
+
+    z = _gate_preactivation(x_w, c_w, w_conv_w, cast(b_conv), w_aux_m, dilation, causal)
+    g, ta, sb = _gate(z)
+    grad_g = _mm(w_out_m.t(), go)
+    grad_g += _mm(w_skip_m.t(), gs)
+    # d tanh(a) = 1 - tanh^2, d sigmoid(b) = sigmoid (1 - sigmoid); z is overwritten with dz.
+    grad_a = grad_g * sb
+    grad_a *= 1.0 - ta * ta
+    grad_b = grad_g.mul_(ta)
+    grad_b *= sb * (1.0 - sb)
+    dz = z  # ta and sb live in z: overwrite it only now
+    half = z.shape[1] // 2
+    dz[:, :half].copy_(grad_a)
+    dz[:, half:].copy_(grad_b)
+    del grad_a, grad_b, grad_g, ta, sb
+
+    kernel_size = w_conv.shape[2]
+    conv_in, padding = _conv_input(x_w, kernel_size, dilation, causal)
+    grad_in, grad_w_conv, grad_b_conv = torch.ops.aten.convolution_backward(
+        dz, conv_in, w_conv_w, [w_conv.shape[0]] if b_conv is not None else None,
+        [1], [padding], [dilation], False, [0], 1, [True, True, b_conv is not None],
+    )  # fmt: skip
+    if conv_in is not x_w:
+        left, _ = conv_padding(kernel_size, dilation, causal)
+        grad_in = grad_in[:, :, left : left + x.shape[2]]
+    grad_x = grad_in.add_(go)  # the residual path: d x_out / d x = sqrt(0.5)
+
+    def outer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # sum_b a_b @ b_b^T
+        if a.shape[0] == 1:
+            return a[0] @ b[0].t()
+        return torch.bmm(a, b.transpose(1, 2)).sum(0)
+
+    grads: dict[str, torch.Tensor | None] = {"x": grad_x, "w_conv": grad_w_conv, "b_conv": grad_b_conv}
+    grads["c"] = None if c is None else (_mm(w_aux_m.t(), dz) if w_aux_m is not None else torch.zeros_like(c_w))
+    grads["w_aux"] = None if w_aux is None else (outer(dz, c_w) if c is not None else torch.zeros_like(w_aux_m))
+    grads["w_out"] = outer(go, g)
+    grads["w_skip"] = outer(gs, g)
+    grads["b_out"] = None if b_out is None else go.sum((0, 2))
+    grads["b_skip"] = None if b_skip is None else gs.sum((0, 2))
+    out = {}
+    for name, grad in grads.items():
+        if grad is None:
+            out[name] = None
+            continue
+        if name in shapes and shapes[name] is not None:
+            grad = grad.reshape(shapes[name])
+        out[name] = grad.to(dtype).contiguous()
+    return out
