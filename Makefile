@@ -55,5 +55,9 @@ bench: setup
 gpu-check:
 	bash bench/gpu_check.sh
 
+# Rebuild the bundled speech corpus in data/corpus (needs network for pip download, and espeak-ng).
+corpus: setup
+	$(PY) -m fastgan.corpus
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .benchmarks bench/out

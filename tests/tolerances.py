@@ -62,3 +62,9 @@ WAVENET_BLOCK = {
     torch.float16: (4e-3, 8e-3),  # fp16 ulp = 2**-10 ~ 9.8e-4
     torch.bfloat16: (3e-2, 6e-2),  # bf16 ulp = 2**-7 ~ 7.8e-3
 }
+
+# Log-mel features (fastgan.audio, torch.stft in fp32) vs parallel_wavegan's preprocessing (librosa.stft on float64
+# audio). Both take |FFT| of the same windowed frames; fp32 FFT rounding is ~1e-7 of the frame's energy, so the
+# error in a mel band is bounded relative to the frame's loudest band, not to the band itself (a band 1e-6 below
+# the peak may differ by ~1e-3 in log10). Stated in the linear mel domain, relative to the frame's peak band.
+LOG_MEL = {"frame_peak_rtol": 1e-6, "log10_atol_loud": 1e-4, "loud_below_peak": 1e-3}

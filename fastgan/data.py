@@ -1,0 +1,264 @@
+"""Training data: audio files from a folder or list file, resampled, cut into random segments with their log-mels.
+
+A segment of ``F`` frames is cut so its features equal frames ``s .. s+F-1`` of the whole utterance's
+parallel_wavegan-style log-mel (centred STFT, reflect padding): each item carries the target waveform
+``audio`` (``F * hop_size`` samples of the aligned utterance) and ``context``, the reflect-padded signal those
+frames see (``(F - 1) * hop_size + fft_size`` samples). ``LogMelSpectrogram(context, center=False)`` on the
+training device then gives exactly the utterance's frames, so the features are computed where the model runs and
+agree with features made by ``fastgan preprocess`` or parallel_wavegan's ``preprocess`` on the same audio.
+
+A file that cannot be used (not audio, empty, truncated, unreadable) is reported once, by name, through the
+``fastgan.data`` logger and skipped: at start-up when its header is bad, or at its first read, when another
+utterance takes its place. Only a source with no usable file at all is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastgan.audio import MelConfig, num_frames
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioMelDataset",
+    "Utterance",
+    "find_audio",
+    "load_audio",
+    "segment_with_context",
+    "BadAudioError",
+]
+
+log = logging.getLogger("fastgan.data")
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".mp3", ".opus", ".w64", ".caf", ".sph")
+
+
+class BadAudioError(ValueError):
+    """A file that cannot serve as training audio; the message names it and says why."""
+
+
+def find_audio(source: str | os.PathLike) -> list[Path]:
+    """The audio files of ``source``: a folder (searched recursively for :data:`AUDIO_EXTENSIONS`) or a list file
+    (one path a line, relative to the list file's folder; blank lines and ``#`` comments ignored). Sorted for a
+    folder, in order for a list. Raises ``FileNotFoundError`` / ``ValueError`` naming the source when it is
+    missing or holds no audio.
+    """
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS[:3])}, ...) found under {source}")
+        return files
+    if source.is_file():
+        files = []
+        for line in source.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                path = Path(line)
+                files.append(path if path.is_absolute() else source.parent / path)
+        if not files:
+            raise ValueError(f"the list file {source} names no audio files")
+        return files
+    raise FileNotFoundError(f"audio source {source} does not exist (give a folder of audio or a list file)")
+
+
+def load_audio(path: str | os.PathLike, sampling_rate: int | None = None) -> np.ndarray:
+    """Read ``path`` with soundfile as mono float32 (channels averaged), resampled to ``sampling_rate`` (soxr).
+
+    Raises :class:`BadAudioError` naming the file for anything that makes it unusable.
+    """
+    import soundfile as sf
+
+    path = os.fspath(path)
+    try:
+        info = sf.info(path)
+    except Exception as error:
+        raise BadAudioError(f"{path}: not readable as audio ({error})") from None
+    if info.frames <= 0:
+        raise BadAudioError(f"{path}: empty (no samples)")
+    try:
+        audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as error:
+        raise BadAudioError(f"{path}: truncated or corrupt ({error})") from None
+    if audio.shape[0] == 0:
+        raise BadAudioError(f"{path}: empty (no samples)")
+    if audio.shape[0] < info.frames:
+        raise BadAudioError(f"{path}: truncated: header says {info.frames} samples, {audio.shape[0]} present")
+    audio = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    if not np.isfinite(audio).all():
+        raise BadAudioError(f"{path}: holds non-finite samples")
+    if sampling_rate is not None and sr != sampling_rate:
+        import librosa
+
+        audio = librosa.resample(audio, orig_sr=sr, target_sr=sampling_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+@dataclass
+class Utterance:
+    """A whole utterance, aligned like parallel_wavegan's preprocessing: ``audio`` has ``frames * hop`` samples."""
+
+    path: Path
+    audio: np.ndarray  # the aligned waveform, frames * hop_size samples
+    padded: np.ndarray  # the original waveform reflect-padded by fft_size // 2 on both sides
+    frames: int
+
+
+def _prepare(audio: np.ndarray, cfg: MelConfig, min_frames: int) -> Utterance:
+    # An utterance shorter than one segment is zero-padded at its end; its features are those of the padded audio.
+    min_samples = max(min_frames * cfg.hop_size, cfg.fft_size // 2 + 1)
+    if len(audio) < min_samples:
+        audio = np.pad(audio, (0, min_samples - len(audio)))
+    frames = num_frames(len(audio), cfg.hop_size)
+    half = cfg.fft_size // 2
+    padded = np.pad(audio, (half, half), mode="reflect")
+    aligned = np.pad(audio, (0, cfg.fft_size), mode="edge")[: frames * cfg.hop_size]
+    return Utterance(Path(), aligned, padded, frames)
+
+
+def segment_with_context(
+    utt: Utterance, start_frame: int, frames: int, cfg: MelConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(audio, context) for frames ``start_frame .. start_frame + frames - 1`` of ``utt`` (see the module doc)."""
+    if not 0 <= start_frame <= utt.frames - frames:
+        raise ValueError(
+            f"segment [{start_frame}, {start_frame + frames}) outside the {utt.frames} frames of {utt.path}"
+        )
+    hop = cfg.hop_size
+    audio = utt.audio[start_frame * hop : (start_frame + frames) * hop]
+    context = utt.padded[start_frame * hop : (start_frame + frames - 1) * hop + cfg.fft_size]
+    return audio, context
+
+
+class AudioMelDataset(torch.utils.data.Dataset):
+    """Random segments of the audio in ``source`` at ``mel.sampling_rate``.
+
+    Each item is a dict: ``audio`` (1, segment_frames * hop) float32, ``context`` (see the module doc), ``label``
+    (the index of the file's parent folder in :attr:`labels`, for class-conditional models) and ``index``. With
+    ``segment_frames=None`` items are whole utterances (batch size 1). Segment starts are drawn from a generator
+    seeded by (seed, epoch, index), so an epoch is reproducible whatever the worker count and a resumed run
+    draws the same segments; call :meth:`set_epoch` each epoch. Decoded audio is cached in memory (``cache``);
+    ``preload`` decodes every file up front, so bad ones are reported once, here, before any worker starts.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        mel: MelConfig,
+        segment_frames: int | None = 32,
+        seed: int = 0,
+        cache: bool = True,
+        check: bool = True,
+        preload: bool = False,
+    ):
+        self.mel = mel
+        self.segment_frames = segment_frames
+        self.seed = seed
+        self.epoch = 0
+        self.cache = cache
+        self._cache: dict[int, Utterance] = {}
+        self._reported: set[str] = set()
+        self._lock = threading.Lock()
+        files = find_audio(source)
+        if check:
+            files = [f for f in files if self._header_ok(f)]
+        if not files:
+            raise ValueError(f"no usable audio in {source}: every file was reported bad")
+        self.files = files
+        if preload:  # decode everything now, in this process, and drop what is bad (workers then inherit the cache)
+            self.cache = True
+            good = []
+            for path in files:
+                try:
+                    utt = _prepare(load_audio(path, mel.sampling_rate), mel, segment_frames or 1)
+                except BadAudioError as error:
+                    self._report(str(error), path)
+                    continue
+                utt.path = path
+                self._cache[len(good)] = utt
+                good.append(path)
+            if not good:
+                raise ValueError(f"no usable audio in {source}: every file was reported bad")
+            self.files = files = good
+        self.labels = sorted({f.parent.name for f in files})
+        self._label_of = {name: i for i, name in enumerate(self.labels)}
+
+    # -- bad files: reported once each --------------------------------------------------------------------------------
+    def _report(self, message: str, path: Path):
+        key = os.fspath(path)
+        with self._lock:
+            if key in self._reported:
+                return
+            self._reported.add(key)
+        log.warning("skipping %s", message)
+
+    @property
+    def reported(self) -> list[str]:
+        """The files reported bad so far."""
+        return sorted(self._reported)
+
+    def _header_ok(self, path: Path) -> bool:
+        import soundfile as sf
+
+        try:
+            info = sf.info(os.fspath(path))
+        except Exception as error:
+            self._report(f"{path}: not readable as audio ({error})", path)
+            return False
+        if info.frames <= 0:
+            self._report(f"{path}: empty (no samples)", path)
+            return False
+        return True
+
+    # -- loading ------------------------------------------------------------------------------------------------------
+    def utterance(self, index: int) -> Utterance:
+        """The decoded, resampled, aligned utterance ``index``; raises :class:`BadAudioError`."""
+        if index in self._cache:
+            return self._cache[index]
+        path = self.files[index]
+        audio = load_audio(path, self.mel.sampling_rate)
+        utt = _prepare(audio, self.mel, self.segment_frames or 1)
+        utt.path = path
+        if self.cache:
+            self._cache[index] = utt
+        return utt
+
+    def set_epoch(self, epoch: int):
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self.files)
+        for step in range(n):
+            i = (index + step) % n
+            if os.fspath(self.files[i]) in self._reported:
+                continue
+            try:
+                utt = self.utterance(i)
+            except BadAudioError as error:
+                self._report(str(error), self.files[i])
+                continue
+            return self._item(utt, i, index)
+        raise RuntimeError(f"every one of the {n} audio files was reported bad: {self.reported[:5]} ...")
+
+    def _item(self, utt: Utterance, i: int, index: int) -> dict:
+        cfg = self.mel
+        frames = self.segment_frames or utt.frames
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        start = int(rng.integers(0, utt.frames - frames + 1))
+        audio, context = segment_with_context(utt, start, frames, cfg)
+        return {
+            "audio": torch.from_numpy(audio.copy())[None],
+            "context": torch.from_numpy(context.copy()),
+            "label": self._label_of[utt.path.parent.name],
+            "index": i,
+        }
