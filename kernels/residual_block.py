@@ -42,28 +42,27 @@ ZEROS, REFLECT = 0, 1
 PAD_CODES = {"zeros": ZEROS, "reflect": REFLECT}
 
 # _conv_kernel and _weight_grad_kernel: one tile configuration.
-CONV_BLOCK_CO, CONV_BLOCK_CI, CONV_BLOCK_T, CONV_WARPS, CONV_STAGES = 32, 32, 64, 4, 3
+CONV_BLOCK_CO, CONV_BLOCK_CI, CONV_BLOCK_T, CONV_STAGES = 32, 32, 64, 3
 WGRAD_BLOCK_O, WGRAD_BLOCK_I, WGRAD_BLOCK_T, WGRAD_WARPS, WGRAD_STAGES = 32, 32, 64, 4, 3
 WGRAD_TARGET_PROGRAMS = 528  # ~4 waves of 132 SMs
 WGRAD_MAX_SPLITS = 64
 # _fused_1x1_forward_kernel: every channel of the output tile in one program.
 FUSED_BLOCK_M = FUSED_BLOCK_CI = 32
 FUSED_STAGES = 2
-FUSED_BLOCK_CS = (32, 64, 128, 256, 512)
+FUSED_BLOCK_CS = (32, 64, 128, 256)  # wider: the two-launch path
 MAX_FUSED_CHANNELS = FUSED_BLOCK_CS[-1]
 
-# The _conv_kernel modes the launchers use: (ACT_IN, HAS_BIAS, ACT_OUT, GATE, RESIDUAL, ADJOINT), pads.
+# The _conv_kernel modes the launchers use: (ACT_IN, HAS_BIAS, ACT_OUT, GATE, RESIDUAL, ADJOINT).
+# The padding (zeros or reflect) is a runtime argument: it only changes index arithmetic.
 CONV_MODES = {
-    "act_conv_res": ((True, True, False, False, True, False), (ZEROS, REFLECT)),  # ResBlock2 step
-    "act_conv_act": ((True, True, True, False, False, False), (ZEROS, REFLECT)),  # ResBlock1 first conv
-    "conv_res": ((False, True, False, False, True, False), (ZEROS,)),  # ResBlock1 second conv
-    "conv": ((False, True, False, False, False, False), (ZEROS,)),  # 1x1 shortcut (and its adjoint)
-    "act_conv": ((True, True, False, False, False, False), (ZEROS, REFLECT)),  # z, recomputed in backward
-    "adj_gate": ((False, False, False, True, False, True), (ZEROS,)),  # grad z from grad out
-    "adj_gate_res": ((False, False, False, True, True, True), (ZEROS, REFLECT)),  # grad x
+    "act_conv_res": (True, True, False, False, True, False),  # ResBlock2 step
+    "act_conv_act": (True, True, True, False, False, False),  # ResBlock1 first conv
+    "conv_res": (False, True, False, False, True, False),  # ResBlock1 second conv
+    "conv": (False, True, False, False, False, False),  # 1x1 shortcut (and its adjoint)
+    "act_conv": (True, True, False, False, False, False),  # z, recomputed in backward
+    "adj_gate": (False, False, False, True, False, True),  # grad z from grad out
+    "adj_gate_res": (False, False, False, True, True, True),  # grad x
 }
-# _weight_grad_kernel modes: ACT_IN, pads.
-WGRAD_MODES = {"act": (True, (ZEROS, REFLECT)), "plain": (False, (ZEROS,))}
 
 
 @triton.jit
@@ -85,42 +84,39 @@ def _mma(acc, a, b, HALF_DOT: tl.constexpr, half_ptr):
         dt = half_ptr.dtype.element_ty
         return tl.dot(a.to(dt), b.to(dt), acc)
     else:
-        return tl.dot(a, b, acc, input_precision="ieee")
+        return tl.dot(a, b, acc, input_precision="tf32x3")
 
 
 @triton.jit
 def _conv_tile(
     acc, in_ptr, w_ptr, in_base, stride_ic, stride_it, stride_wo, stride_wi, stride_wk,
-    co, co_mask, t, t_mask, c_in, length, taps, dilation, left, slope,
-    PAD: tl.constexpr, ADJOINT: tl.constexpr, ACT_IN: tl.constexpr, HALF_DOT: tl.constexpr,
-    BLOCK_CI: tl.constexpr,
+    co, co_mask, t, t_mask, c_in, length, taps, dilation, left, slope, pad,
+    ADJOINT: tl.constexpr, ACT_IN: tl.constexpr, HALF_DOT: tl.constexpr, BLOCK_CI: tl.constexpr,
 ):  # fmt: skip
     """acc[co, t] += sum_k sum_ci w[co, ci, k] * in_k[ci, t] (in_k: the padded, shifted, maybe leaky input)."""
+    reflect = pad == 1
     for k in range(taps):
         shift = k * dilation - left
         if ADJOINT:
-            # Input sample t collects every output position that read it through tap k.
+            # Input sample t collects every output position that read it through tap k: directly,
+            # and (reflection) through the left mirror (-t) and the right mirror (2 (T - 1) - t).
             p0 = t - shift
             ok0 = t_mask & (p0 >= 0) & (p0 < length)
-            if PAD == 1:
-                p1 = -t - shift  # read through the left mirror (forward position -t < 0)
-                ok1 = t_mask & (t > 0) & (p1 >= 0) & (p1 < length)
-                p2 = 2 * (length - 1) - t - shift  # through the right mirror
-                ok2 = t_mask & (t < length - 1) & (p2 >= 0) & (p2 < length)
+            p1 = -t - shift
+            ok1 = t_mask & reflect & (t > 0) & (p1 >= 0) & (p1 < length)
+            p2 = 2 * (length - 1) - t - shift
+            ok2 = t_mask & reflect & (t < length - 1) & (p2 >= 0) & (p2 < length)
         else:
             p0 = t + shift
-            if PAD == 1:
-                p0 = _reflect(p0, length)
-                ok0 = t_mask
-            else:
-                ok0 = t_mask & (p0 >= 0) & (p0 < length)
+            ok0 = t_mask & (reflect | ((p0 >= 0) & (p0 < length)))
+            p0 = tl.where(reflect, _reflect(p0, length), p0)
         for c0 in range(0, c_in, BLOCK_CI):
             ci = c0 + tl.arange(0, BLOCK_CI)
             ci_mask = ci < c_in
             rows = in_ptr + in_base + ci[:, None].to(tl.int64) * stride_ic
             v = tl.load(rows + p0[None, :].to(tl.int64) * stride_it, mask=ci_mask[:, None] & ok0[None, :], other=0.0)
             v = v.to(tl.float32)
-            if ADJOINT and PAD == 1:
+            if ADJOINT:
                 v1 = tl.load(
                     rows + p1[None, :].to(tl.int64) * stride_it, mask=ci_mask[:, None] & ok1[None, :], other=0.0
                 )
@@ -142,10 +138,10 @@ def _conv_tile(
 @triton.jit
 def _conv_kernel(
     in_ptr, w_ptr, bias_ptr, aux_ptr, res_ptr, out_ptr,
-    slope, c_in, c_out, length, taps, dilation, left,
+    slope, c_in, c_out, length, taps, dilation, left, pad,
     stride_ib, stride_ic, stride_it, stride_wo, stride_wi, stride_wk,
     stride_ab, stride_ac, stride_at, stride_rb, stride_rc, stride_rt,
-    PAD: tl.constexpr, ADJOINT: tl.constexpr, ACT_IN: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ADJOINT: tl.constexpr, ACT_IN: tl.constexpr, HAS_BIAS: tl.constexpr,
     ACT_OUT: tl.constexpr, GATE: tl.constexpr, RESIDUAL: tl.constexpr, HALF_DOT: tl.constexpr,
     BLOCK_CO: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_T: tl.constexpr,
 ):  # fmt: skip
@@ -165,8 +161,8 @@ def _conv_kernel(
     acc = tl.zeros((BLOCK_CO, BLOCK_T), dtype=tl.float32)
     acc = _conv_tile(
         acc, in_ptr, w_ptr, b * stride_ib, stride_ic, stride_it, stride_wo, stride_wi, stride_wk,
-        co, co_mask, t, t_mask, c_in, length, taps, dilation, left, slope,
-        PAD, ADJOINT, ACT_IN, HALF_DOT, BLOCK_CI,
+        co, co_mask, t, t_mask, c_in, length, taps, dilation, left, slope, pad,
+        ADJOINT, ACT_IN, HALF_DOT, BLOCK_CI,
     )  # fmt: skip
     mask = co_mask[:, None] & t_mask[None, :]
     if HAS_BIAS:
@@ -187,10 +183,10 @@ def _conv_kernel(
 @triton.jit
 def _fused_1x1_forward_kernel(
     x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, ws_ptr, bs_ptr, out_ptr,
-    slope, channels, length, taps, dilation, left,
+    slope, channels, length, taps, dilation, left, pad,
     stride_xb, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
     stride_w2o, stride_w2i, stride_wso, stride_wsi,
-    PAD: tl.constexpr, HALF_DOT: tl.constexpr,
+    HALF_DOT: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_T: tl.constexpr,
 ):  # fmt: skip
     """MelGAN: out = w2 @ leaky(conv_d(leaky(x)) + b1) + b2 + ws @ x + bs, all channels of one time tile."""
@@ -210,8 +206,8 @@ def _fused_1x1_forward_kernel(
         z = tl.zeros((BLOCK_M, BLOCK_T), dtype=tl.float32)
         z = _conv_tile(
             z, x_ptr, w1_ptr, x_base, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
-            m, m_mask, t, t_mask, channels, length, taps, dilation, left, slope,
-            PAD, False, True, HALF_DOT, BLOCK_CI,
+            m, m_mask, t, t_mask, channels, length, taps, dilation, left, slope, pad,
+            False, True, HALF_DOT, BLOCK_CI,
         )  # fmt: skip
         z += tl.load(b1_ptr + m, mask=m_mask, other=0.0).to(tl.float32)[:, None]
         h = _leaky(z, slope)  # rows past `channels` are leaky(0) = 0
@@ -243,9 +239,9 @@ def _fused_1x1_forward_kernel(
 @triton.jit
 def _weight_grad_kernel(
     g_ptr, in_ptr, part_ptr, bias_part_ptr,
-    slope, c_out, c_in, length, batch, taps, dilation, left, tiles_per_split,
+    slope, c_out, c_in, length, batch, taps, dilation, left, pad, tiles_per_split,
     stride_gb, stride_gc, stride_gt, stride_ib, stride_ic, stride_it,
-    PAD: tl.constexpr, ACT_IN: tl.constexpr, HALF_DOT: tl.constexpr,
+    ACT_IN: tl.constexpr, HALF_DOT: tl.constexpr,
     BLOCK_O: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_T: tl.constexpr,
 ):  # fmt: skip
     """part[s, o, i, k] = sum over split s's (b, t) tiles of g[b, o, t] * in_k[b, i, t]; bias_part[s, o] = sum g."""
@@ -272,11 +268,8 @@ def _weight_grad_kernel(
         g_offsets = b * stride_gb + o[:, None].to(tl.int64) * stride_gc + t[None, :].to(tl.int64) * stride_gt
         g = tl.load(g_ptr + g_offsets, mask=o_mask[:, None] & t_mask[None, :], other=0.0).to(tl.float32)
         p = t + shift
-        if PAD == 1:
-            p = _reflect(p, length)
-            ok = t_mask
-        else:
-            ok = t_mask & (p >= 0) & (p < length)
+        ok = t_mask & ((pad == 1) | ((p >= 0) & (p < length)))
+        p = tl.where(pad == 1, _reflect(p, length), p)
         in_offsets = b * stride_ib + i[:, None].to(tl.int64) * stride_ic + p[None, :].to(tl.int64) * stride_it
         v = tl.load(in_ptr + in_offsets, mask=i_mask[:, None] & ok[None, :], other=0.0).to(tl.float32)
         if ACT_IN:
@@ -291,6 +284,14 @@ def _weight_grad_kernel(
 
 # ----------------------------------------------------------------------------------------------
 # Launchers
+
+
+def _conv_warps(dtype: torch.dtype) -> int:
+    return 8 if dtype == torch.float32 else 4  # 3xTF32 dots need twice the registers: spread them
+
+
+def _conv_stages(dtype: torch.dtype) -> int:
+    return 2 if dtype == torch.float32 else CONV_STAGES
 
 
 def _half_dot(dtype: torch.dtype) -> bool:
@@ -308,8 +309,8 @@ def _conv(
     inp, weight, bias, *, mode, pad=ZEROS, slope=0.0, dilation=1, left=0, aux=None, res=None, transpose=False,
     out_dtype=None,
 ):  # fmt: skip
-    (act_in, has_bias, act_out, gate, residual, adjoint), pads = CONV_MODES[mode]
-    assert pad in pads and (bias is not None) == has_bias and (aux is not None) == gate
+    act_in, has_bias, act_out, gate, residual, adjoint = CONV_MODES[mode]
+    assert (bias is not None) == has_bias and (aux is not None) == gate
     assert (res is not None) == residual
     batch, c_in, length = inp.shape
     c_out = weight.shape[1] if transpose else weight.shape[0]
@@ -320,12 +321,12 @@ def _conv(
     grid = (batch * triton.cdiv(length, CONV_BLOCK_T), triton.cdiv(c_out, CONV_BLOCK_CO))
     _conv_kernel[grid](
         inp, weight, bias if has_bias else weight, aux_arg, res_arg, out,
-        float(slope), c_in, c_out, length, weight.shape[2], dilation, left,
+        float(slope), c_in, c_out, length, weight.shape[2], dilation, left, pad,
         *inp.stride(), *w_strides, *aux_arg.stride(), *res_arg.stride(),
-        PAD=pad, ADJOINT=adjoint, ACT_IN=act_in, HAS_BIAS=has_bias, ACT_OUT=act_out, GATE=gate,
+        ADJOINT=adjoint, ACT_IN=act_in, HAS_BIAS=has_bias, ACT_OUT=act_out, GATE=gate,
         RESIDUAL=residual, HALF_DOT=_half_dot(inp.dtype),
-        BLOCK_CO=CONV_BLOCK_CO, BLOCK_CI=CONV_BLOCK_CI, BLOCK_T=CONV_BLOCK_T, num_warps=CONV_WARPS,
-        num_stages=CONV_STAGES,
+        BLOCK_CO=CONV_BLOCK_CO, BLOCK_CI=CONV_BLOCK_CI, BLOCK_T=CONV_BLOCK_T, num_warps=_conv_warps(inp.dtype),
+        num_stages=_conv_stages(inp.dtype),
     )  # fmt: skip
     return out
 
@@ -334,11 +335,11 @@ def _zero_bias(bias: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return bias if bias is not None else torch.zeros(like.shape[0], dtype=like.dtype, device=like.device)
 
 
-def _fused_config(channels: int) -> tuple[int, int, int]:
+def _fused_config(channels: int, dtype: torch.dtype) -> tuple[int, int, int]:
     """(BLOCK_C, BLOCK_T, num_warps) of the fused MelGAN kernel for ``channels``."""
     block_c = max(FUSED_BLOCK_CS[0], next_power_of_2(channels))
-    block_t = 64 if block_c <= 256 else 32
-    return block_c, block_t, 4 if block_c <= 64 else 8
+    fp32 = dtype == torch.float32
+    return block_c, 32 if fp32 and block_c >= 256 else 64, 4 if block_c <= 64 and not fp32 else 8
 
 
 def leaky_dilated_residual_forward(x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
@@ -350,14 +351,14 @@ def leaky_dilated_residual_forward(x, weight1, bias1, weight2, bias2, shortcut_w
     slope = float(negative_slope)
     if weight2 is not None and weight2.shape[2] == 1 and shortcut_weight is not None and channels <= MAX_FUSED_CHANNELS:
         out = torch.empty((batch, channels, length), dtype=x.dtype, device=x.device)
-        block_c, block_t, warps = _fused_config(channels)
+        block_c, block_t, warps = _fused_config(channels, x.dtype)
         _fused_1x1_forward_kernel[(batch * triton.cdiv(length, block_t),)](
             x, weight1, _zero_bias(bias1, weight1), weight2, _zero_bias(bias2, weight2),
             shortcut_weight, _zero_bias(shortcut_bias, shortcut_weight), out,
-            slope, channels, length, weight1.shape[2], dilation, left,
+            slope, channels, length, weight1.shape[2], dilation, left, pad,
             *x.stride(), *weight1.stride(), weight2.stride(0), weight2.stride(1),
             shortcut_weight.stride(0), shortcut_weight.stride(1),
-            PAD=pad, HALF_DOT=_half_dot(x.dtype),
+            HALF_DOT=_half_dot(x.dtype),
             BLOCK_C=block_c, BLOCK_M=FUSED_BLOCK_M, BLOCK_CI=FUSED_BLOCK_CI, BLOCK_T=block_t, num_warps=warps,
             num_stages=FUSED_STAGES,
         )  # fmt: skip
@@ -386,9 +387,9 @@ def _weight_grad(grad, inp, taps, *, act, pad=ZEROS, slope=0.0, dilation=1, left
     bias_part = torch.empty((splits, c_out), dtype=torch.float32, device=grad.device)
     _weight_grad_kernel[(blocks, taps, splits)](
         grad, inp, part, bias_part,
-        float(slope), c_out, c_in, length, batch, taps, dilation, left, tiles_per_split,
+        float(slope), c_out, c_in, length, batch, taps, dilation, left, pad, tiles_per_split,
         *grad.stride(), *inp.stride(),
-        PAD=pad, ACT_IN=act, HALF_DOT=_half_dot(grad.dtype),
+        ACT_IN=act, HALF_DOT=_half_dot(grad.dtype),
         BLOCK_O=WGRAD_BLOCK_O, BLOCK_I=WGRAD_BLOCK_I, BLOCK_T=WGRAD_BLOCK_T, num_warps=WGRAD_WARPS,
         num_stages=WGRAD_STAGES,
     )  # fmt: skip
@@ -438,50 +439,47 @@ def aot_specs() -> list[KernelSpec]:
     for dtype, type_name in TRITON_DTYPE_NAMES.items():
         half_dot = dtype != torch.float32
         ptr = f"*{type_name}"
-        for mode, ((act_in, has_bias, act_out, gate, residual, adjoint), pads) in CONV_MODES.items():
-            for pad in pads:
-                signature = {
-                    "in_ptr": ptr, "w_ptr": ptr, "bias_ptr": ptr, "aux_ptr": ptr, "res_ptr": ptr, "out_ptr": ptr,
-                    "slope": "fp32", "c_in": "i32", "c_out": "i32", "length": "i32", "taps": "i32",
-                    "dilation": "i32", "left": "i32",
-                    **{f"stride_{n}": "i32" for n in ("ib", "ic", "it", "wo", "wi", "wk", "ab", "ac", "at",
-                                                      "rb", "rc", "rt")},
-                }  # fmt: skip
-                constexprs = {
-                    "PAD": pad, "ADJOINT": adjoint, "ACT_IN": act_in, "HAS_BIAS": has_bias, "ACT_OUT": act_out,
-                    "GATE": gate, "RESIDUAL": residual, "HALF_DOT": half_dot,
-                    "BLOCK_CO": CONV_BLOCK_CO, "BLOCK_CI": CONV_BLOCK_CI, "BLOCK_T": CONV_BLOCK_T,
-                }  # fmt: skip
-                signature.update({k: "constexpr" for k in constexprs})
-                label = f"{type_name} {mode} pad={pad}"
-                specs.append(KernelSpec(_conv_kernel, signature, constexprs, CONV_WARPS, CONV_STAGES, label))
-        for pad in (ZEROS, REFLECT):
-            for channels in FUSED_BLOCK_CS:
-                block_c, block_t, warps = _fused_config(channels)
-                signature = {
-                    **{n: ptr for n in ("x_ptr", "w1_ptr", "b1_ptr", "w2_ptr", "b2_ptr", "ws_ptr", "bs_ptr",
-                                        "out_ptr")},
-                    "slope": "fp32", "channels": "i32", "length": "i32", "taps": "i32", "dilation": "i32",
-                    "left": "i32",
-                    **{f"stride_{n}": "i32" for n in ("xb", "xc", "xt", "w1o", "w1i", "w1k", "w2o", "w2i",
-                                                      "wso", "wsi")},
-                }  # fmt: skip
-                constexprs = {"PAD": pad, "HALF_DOT": half_dot, "BLOCK_C": block_c, "BLOCK_M": FUSED_BLOCK_M,
-                              "BLOCK_CI": FUSED_BLOCK_CI, "BLOCK_T": block_t}  # fmt: skip
-                signature.update({k: "constexpr" for k in constexprs})
-                label = f"{type_name} pad={pad} BLOCK_C={block_c} BLOCK_T={block_t}"
-                specs.append(KernelSpec(_fused_1x1_forward_kernel, signature, constexprs, warps, FUSED_STAGES, label))
-        for mode, (act_in, pads) in WGRAD_MODES.items():
-            for pad in pads:
-                signature = {
-                    "g_ptr": ptr, "in_ptr": ptr, "part_ptr": "*fp32", "bias_part_ptr": "*fp32",
-                    "slope": "fp32", "c_out": "i32", "c_in": "i32", "length": "i32", "batch": "i32",
-                    "taps": "i32", "dilation": "i32", "left": "i32", "tiles_per_split": "i32",
-                    **{f"stride_{n}": "i32" for n in ("gb", "gc", "gt", "ib", "ic", "it")},
-                }  # fmt: skip
-                constexprs = {"PAD": pad, "ACT_IN": act_in, "HALF_DOT": half_dot, "BLOCK_O": WGRAD_BLOCK_O,
-                              "BLOCK_I": WGRAD_BLOCK_I, "BLOCK_T": WGRAD_BLOCK_T}  # fmt: skip
-                signature.update({k: "constexpr" for k in constexprs})
-                label = f"{type_name} {mode} pad={pad}"
-                specs.append(KernelSpec(_weight_grad_kernel, signature, constexprs, WGRAD_WARPS, WGRAD_STAGES, label))
+        for mode, (act_in, has_bias, act_out, gate, residual, adjoint) in CONV_MODES.items():
+            signature = {
+                "in_ptr": ptr, "w_ptr": ptr, "bias_ptr": ptr, "aux_ptr": ptr, "res_ptr": ptr, "out_ptr": ptr,
+                "slope": "fp32", "c_in": "i32", "c_out": "i32", "length": "i32", "taps": "i32",
+                "dilation": "i32", "left": "i32", "pad": "i32",
+                **{f"stride_{n}": "i32" for n in ("ib", "ic", "it", "wo", "wi", "wk", "ab", "ac", "at", "rb", "rc", "rt")},
+            }  # fmt: skip
+            constexprs = {
+                "ADJOINT": adjoint, "ACT_IN": act_in, "HAS_BIAS": has_bias, "ACT_OUT": act_out,
+                "GATE": gate, "RESIDUAL": residual, "HALF_DOT": half_dot,
+                "BLOCK_CO": CONV_BLOCK_CO, "BLOCK_CI": CONV_BLOCK_CI, "BLOCK_T": CONV_BLOCK_T,
+            }  # fmt: skip
+            signature.update({k: "constexpr" for k in constexprs})
+            specs.append(
+                KernelSpec(
+                    _conv_kernel, signature, constexprs, _conv_warps(dtype), _conv_stages(dtype), f"{type_name} {mode}"
+                )
+            )
+        for channels in FUSED_BLOCK_CS:
+            block_c, block_t, warps = _fused_config(channels, dtype)
+            signature = {
+                **{n: ptr for n in ("x_ptr", "w1_ptr", "b1_ptr", "w2_ptr", "b2_ptr", "ws_ptr", "bs_ptr", "out_ptr")},
+                "slope": "fp32", "channels": "i32", "length": "i32", "taps": "i32", "dilation": "i32",
+                "left": "i32", "pad": "i32",
+                **{f"stride_{n}": "i32" for n in ("xb", "xc", "xt", "w1o", "w1i", "w1k", "w2o", "w2i", "wso", "wsi")},
+            }  # fmt: skip
+            constexprs = {"HALF_DOT": half_dot, "BLOCK_C": block_c, "BLOCK_M": FUSED_BLOCK_M,
+                          "BLOCK_CI": FUSED_BLOCK_CI, "BLOCK_T": block_t}  # fmt: skip
+            signature.update({k: "constexpr" for k in constexprs})
+            label = f"{type_name} BLOCK_C={block_c} BLOCK_T={block_t}"
+            specs.append(KernelSpec(_fused_1x1_forward_kernel, signature, constexprs, warps, FUSED_STAGES, label))
+        for act_in in (True, False):
+            signature = {
+                "g_ptr": ptr, "in_ptr": ptr, "part_ptr": "*fp32", "bias_part_ptr": "*fp32",
+                "slope": "fp32", "c_out": "i32", "c_in": "i32", "length": "i32", "batch": "i32",
+                "taps": "i32", "dilation": "i32", "left": "i32", "pad": "i32", "tiles_per_split": "i32",
+                **{f"stride_{n}": "i32" for n in ("gb", "gc", "gt", "ib", "ic", "it")},
+            }  # fmt: skip
+            constexprs = {"ACT_IN": act_in, "HALF_DOT": half_dot, "BLOCK_O": WGRAD_BLOCK_O,
+                          "BLOCK_I": WGRAD_BLOCK_I, "BLOCK_T": WGRAD_BLOCK_T}  # fmt: skip
+            signature.update({k: "constexpr" for k in constexprs})
+            label = f"{type_name} act={int(act_in)}"
+            specs.append(KernelSpec(_weight_grad_kernel, signature, constexprs, WGRAD_WARPS, WGRAD_STAGES, label))
     return specs
