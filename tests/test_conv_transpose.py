@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import fastgan
 from fastgan.functional import conv_transpose1d
 from fastgan.references import conv_transpose1d_backward_reference, conv_transpose1d_reference
+from tests.conftest import DEVICE
 from tests.tolerances import REDUCTION, assert_close_scaled
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -155,7 +156,7 @@ def test_fuzz(batch, c_in, c_out, stride, k_extra, length, slope, dtype, seed, d
     output_padding = data.draw(st.integers(0, stride - 1))
     max_padding = ((length - 1) * stride + kernel + output_padding - 1) // 2
     padding = data.draw(st.integers(0, min(max_padding, kernel)))
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=DEVICE).manual_seed(seed)
     x, weight, bias = make_inputs(batch, c_in, c_out, kernel, length, dtype, seed % 2 == 0, generator)
     check_parity(x, weight, bias, (kernel, stride, padding, output_padding), slope, dtype, generator=generator)
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import fastgan
 from fastgan.functional import smoothing_to_taps, stretch_conv1d
 from fastgan.references import stretch_conv1d_backward_reference, stretch_conv1d_reference
+from tests.conftest import DEVICE
 from tests.oracle import parallel_wavegan
 from tests.tolerances import REDUCTION, assert_close_scaled
 
@@ -98,7 +99,7 @@ def test_non_contiguous_input_and_gradient():
     seed=st.integers(0, 2**16),
 )
 def test_fuzz(batch, channels, length, scale, causal, slope, dtype, seed):
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=DEVICE).manual_seed(seed)
     c = torch.randn(batch, channels, length, generator=generator).to(dtype)
     smoothing = torch.randn(2 * scale + 1, generator=generator).to(dtype)
     check_parity(c, smoothing, scale, causal, slope, dtype, generator=generator)
@@ -176,7 +177,7 @@ UPSAMPLE_CONFIGS = {
 
 
 def _randomize(module):
-    generator = torch.Generator().manual_seed(1)
+    generator = torch.Generator(device=DEVICE).manual_seed(1)
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) / p[0].numel() ** 0.5)
