@@ -33,6 +33,7 @@ __all__ = [
     "load_audio",
     "segment_with_context",
     "BadAudioError",
+    "preprocess",
 ]
 
 log = logging.getLogger("fastgan.data")
@@ -141,7 +142,8 @@ class AudioMelDataset(torch.utils.data.Dataset):
     """Random segments of the audio in ``source`` at ``mel.sampling_rate``.
 
     Each item is a dict: ``audio`` (1, segment_frames * hop) float32, ``context`` (see the module doc), ``label``
-    (the index of the file's parent folder in :attr:`labels`, for class-conditional models) and ``index``. With
+    (the index of the file's parent folder in :attr:`labels`, for class-conditional models), ``index`` (the file)
+    and ``start`` (the first frame). With
     ``segment_frames=None`` items are whole utterances (batch size 1). Segment starts are drawn from a generator
     seeded by (seed, epoch, index), so an epoch is reproducible whatever the worker count and a resumed run
     draws the same segments; call :meth:`set_epoch` each epoch. Decoded audio is cached in memory (``cache``);
@@ -261,4 +263,88 @@ class AudioMelDataset(torch.utils.data.Dataset):
             "context": torch.from_numpy(context.copy()),
             "label": self._label_of[utt.path.parent.name],
             "index": i,
+            "start": start,
         }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# fastgan preprocess: parallel_wavegan-layout feature dumps
+
+
+def _utterance_ids(files: list[Path]) -> list[str]:
+    stems = [f.stem for f in files]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [f"{f.parent.name}_{f.stem}" for f in files]  # the same name in two folders: prefix the folder
+
+
+def preprocess(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    mel: MelConfig,
+    fmt: str = "hdf5",
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> dict:
+    """Write parallel_wavegan-style dumps of every usable file in ``source`` into ``out``.
+
+    ``fmt="hdf5"``: ``<utt>.h5`` with datasets ``wave`` (the aligned waveform, frames * hop_size samples) and
+    ``feats`` (frames, num_mels); ``fmt="npy"``: ``<utt>-wave.npy`` and ``<utt>-feats.npy``. Then ``stats.h5`` /
+    ``stats.npy`` over all of them. Features are computed on ``device`` (CUDA when available by default). Bad files
+    are reported and skipped. Returns a summary dict (utterances, frames, skipped, files written).
+    """
+    from fastgan.audio import LogMelSpectrogram, align_audio, compute_stats, save_stats
+
+    if fmt not in ("hdf5", "npy"):
+        raise ValueError(f"preprocess: format must be 'hdf5' or 'npy', got {fmt!r}")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = find_audio(source)
+    ids = _utterance_ids(files)
+    melspec = LogMelSpectrogram(mel).to(device)
+    feats_all, skipped, written = [], [], []
+    iterator = zip(files, ids, strict=True)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(list(iterator), desc="preprocess", unit="utt")
+    for path, utt in iterator:
+        try:
+            audio = load_audio(path, mel.sampling_rate)
+            if len(audio) <= mel.fft_size // 2:
+                raise BadAudioError(f"{path}: {len(audio)} samples is shorter than half an FFT frame")
+        except BadAudioError as error:
+            log.warning("skipping %s", error)
+            skipped.append(os.fspath(path))
+            continue
+        with torch.no_grad():
+            feats = melspec(torch.from_numpy(audio).to(device))[0].T.float().cpu().numpy()
+        wave = align_audio(audio, len(feats), mel.hop_size, mel.fft_size).astype(np.float32)
+        if fmt == "hdf5":
+            import h5py
+
+            target = out / f"{utt}.h5"
+            with h5py.File(target, "w") as f:
+                f.create_dataset("wave", data=wave)
+                f.create_dataset("feats", data=feats)
+            written.append(target)
+        else:
+            for kind, data in (("wave", wave), ("feats", feats)):
+                target = out / f"{utt}-{kind}.npy"
+                np.save(target, data, allow_pickle=False)
+                written.append(target)
+        feats_all.append(feats)
+    if not feats_all:
+        raise ValueError(f"preprocess: no usable audio in {source} ({len(skipped)} bad files)")
+    stats_path = out / ("stats.h5" if fmt == "hdf5" else "stats.npy")
+    save_stats(stats_path, compute_stats(feats_all))
+    written.append(stats_path)
+    return {
+        "utterances": len(feats_all),
+        "frames": int(sum(len(f) for f in feats_all)),
+        "skipped": skipped,
+        "written": [os.fspath(p) for p in written],
+        "stats": os.fspath(stats_path),
+    }
