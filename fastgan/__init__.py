@@ -2,7 +2,10 @@
 
 from fastgan import functional, nn, ops  # noqa: I001  (ops register torch.ops.fastgan.* on import)
 from fastgan._backend import BackendUnavailableError, get_backend, set_backend
+from fastgan.export import export_onnx
+from fastgan.streaming import StreamingVocoder
 
 __version__ = "0.1.0"
 
 __all__ = ["BackendUnavailableError", "functional", "get_backend", "nn", "ops", "set_backend"]
+__all__ += ["StreamingVocoder", "export_onnx"]
