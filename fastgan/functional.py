@@ -126,3 +126,83 @@ def wavenet_block(
         x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum,
         int(dilation), bool(causal),
     )  # fmt: skip
+
+
+def _stft_rows(name: str, signal: torch.Tensor) -> torch.Tensor:
+    if not isinstance(signal, torch.Tensor) or signal.dim() not in (2, 3):
+        shape = tuple(signal.shape) if isinstance(signal, torch.Tensor) else type(signal).__name__
+        raise ValueError(f"fastgan::stft_loss: {name} must be (batch, time) or (batch, channels, time), got {shape}")
+    return signal.reshape(-1, signal.shape[-1])
+
+
+def _stft_window(window: str | torch.Tensor, win_length: int, device: torch.device) -> torch.Tensor:
+    if isinstance(window, torch.Tensor):
+        return window
+    try:
+        return getattr(torch, window)(win_length, device=device)
+    except (AttributeError, TypeError) as error:
+        raise ValueError(f"fastgan::stft_loss: unknown window {window!r} (a torch window function name)") from error
+
+
+def _safe_sqrt(value: torch.Tensor) -> torch.Tensor:
+    """sqrt with a zero (not NaN) gradient at 0, as torch.norm's backward gives for a zero norm."""
+    positive = value > 0
+    return torch.where(positive, torch.where(positive, value, 1.0).sqrt(), 0.0)
+
+
+def stft_loss_terms(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    fft_size: int = 1024,
+    hop_size: int = 120,
+    win_length: int = 600,
+    window: str | torch.Tensor = "hann_window",
+    *,
+    eps: float = 1e-7,
+    mel_basis: torch.Tensor | None = None,
+    grad_target: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One resolution's ``(spectral convergence, log-magnitude L1, linear-magnitude L1)``, fp32 scalars.
+
+    Magnitudes ``m = sqrt(max(|STFT|^2, eps))`` (torch.stft, center=True, reflect padding, the
+    window zero-padded to ``fft_size``), or ``mel_basis @ m`` with a (n_mels, fft_size // 2 + 1)
+    ``mel_basis``. Spectral convergence is ``||my - mx||_F / ||my||_F``; the L1 terms are means over
+    every (signal, bin, frame). ``x`` (prediction) and ``y`` (target) are (B, T) or (B, C, T) of any
+    float dtype; the sums are computed in fp32 whatever the dtype or autocast state. Only ``x``
+    gets a gradient unless ``grad_target=True``. ``window`` is a torch window function name or a
+    (win_length,) tensor.
+    """
+    from fastgan.references.stft_loss import num_frames
+
+    x, y = _stft_rows("x", x), _stft_rows("y", y)
+    if x.dtype != y.dtype:  # e.g. an fp16 prediction under autocast against an fp32 target
+        common = torch.promote_types(x.dtype, y.dtype)
+        x, y = x.to(common), y.to(common)
+    if not grad_target:
+        y = y.detach()
+    window = _stft_window(window, int(win_length), x.device)
+    fft_size, hop_size = int(fft_size), int(hop_size)
+    sums = torch.ops.fastgan.stft_loss(x, y, window, fft_size, hop_size, float(eps), mel_basis, bool(grad_target))
+    bins = fft_size // 2 + 1 if mel_basis is None else mel_basis.shape[0]
+    count = x.shape[0] * bins * num_frames(x.shape[1], fft_size, hop_size)
+    sc = _safe_sqrt(sums[0]) / sums[1].sqrt()
+    return sc, sums[2] / count, sums[3] / count
+
+
+def stft_loss(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    fft_size: int = 1024,
+    hop_size: int = 120,
+    win_length: int = 600,
+    window: str | torch.Tensor = "hann_window",
+    *,
+    eps: float = 1e-7,
+    mel_basis: torch.Tensor | None = None,
+    grad_target: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """parallel_wavegan's single-resolution STFT loss: ``(sc_loss, mag_loss)``; see :func:`stft_loss_terms`."""
+    sc, log_mag, _ = stft_loss_terms(
+        x, y, fft_size, hop_size, win_length, window, eps=eps, mel_basis=mel_basis, grad_target=grad_target
+    )
+    return sc, log_mag

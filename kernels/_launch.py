@@ -34,3 +34,31 @@ class KernelSpec:
 
 def next_power_of_2(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def _fix_interpreter_scalar_index() -> None:
+    """Let ``range(0, n)`` over a runtime int argument run in the Triton interpreter on NumPy >= 2.3.
+
+    The interpreter (triton 3.6) wraps scalar arguments as 1-element 1-D arrays and converts them
+    with ``int(array)``, which current NumPy rejects ("only 0-dimensional arrays can be converted").
+    The GPU compiler is unaffected; this only teaches the interpreter's ``__index__`` to take ``.item()``.
+    """
+    import os
+
+    if os.environ.get("TRITON_INTERPRET", "0").strip() in ("", "0"):
+        return
+    from triton.runtime import interpreter
+
+    original = interpreter._patch_lang_tensor
+    if getattr(original, "_fastgan_fixed", False):
+        return
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched._fastgan_fixed = True
+    interpreter._patch_lang_tensor = patched
+
+
+_fix_interpreter_scalar_index()

@@ -6,9 +6,11 @@ Each op checks its inputs, then runs the Triton kernel or the PyTorch reference 
 
 from fastgan.ops import conv_transpose, phase_shuffle, residual_block, upsample
 from fastgan.ops import wavenet_block
+from fastgan.ops import stft_loss
 
 # Public op name -> the forward op; `fastgan info` and the tests walk this table.
 OPS = {
+    "stft_loss": stft_loss.stft_loss_op,
     "wavenet_block": wavenet_block.wavenet_block_op,
     "phase_shuffle": phase_shuffle.phase_shuffle_op,
     "leaky_dilated_residual": residual_block.leaky_dilated_residual_op,
@@ -16,4 +18,4 @@ OPS = {
     "stretch_conv1d": upsample.stretch_conv1d_op,
 }
 
-__all__ = ["wavenet_block", "conv_transpose", "upsample", "OPS", "phase_shuffle", "residual_block"]
+__all__ = ["stft_loss", "wavenet_block", "conv_transpose", "upsample", "OPS", "phase_shuffle", "residual_block"]

@@ -1,6 +1,7 @@
 """Plain-PyTorch reference implementations: the CPU fallback of every op and the oracle of its tests."""
 
 from fastgan.references.conv_transpose import conv_transpose1d_backward_reference, conv_transpose1d_reference
+from fastgan.references.stft_loss import stft_loss_backward_reference, stft_loss_sums_reference
 from fastgan.references.phase_shuffle import (
     phase_shuffle_backward_reference,
     phase_shuffle_reference,
@@ -18,6 +19,8 @@ from fastgan.references.wavenet_block import wavenet_block_backward_reference, w
 )
 
 __all__ = [
+    "stft_loss_backward_reference",
+    "stft_loss_sums_reference",
     "wavenet_block_backward_reference",
     "wavenet_block_reference",
     "conv_transpose1d_backward_reference",

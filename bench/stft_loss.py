@@ -1,0 +1,103 @@
+"""Multi-resolution STFT loss (Parallel WaveGAN's defaults), forward + backward.
+
+References: parallel_wavegan's and auraloss' MultiResolutionSTFTLoss (optional bench
+dependencies, left out where not installed), fastgan's torch.stft reference in eager mode, and
+torch.compile of that reference (full sizes only).
+"""
+
+from __future__ import annotations
+
+import torch
+
+import fastgan
+from bench.harness import Case
+from fastgan.references.stft_loss import num_frames, stft_loss_sums_reference
+
+RESOLUTIONS = list(zip([1024, 2048, 512], [120, 240, 50], [600, 1200, 240], strict=True))
+
+
+def _parallel_wavegan_loss():
+    try:
+        import scipy.signal
+        import scipy.signal.windows
+
+        if not hasattr(scipy.signal, "kaiser"):  # parallel_wavegan 0.6.1 imports it from the old place
+            scipy.signal.kaiser = scipy.signal.windows.kaiser
+        from parallel_wavegan.losses import MultiResolutionSTFTLoss
+    except ImportError:
+        return None
+    return MultiResolutionSTFTLoss()
+
+
+def _auraloss_loss():
+    try:
+        import auraloss
+    except ImportError:
+        return None
+    return auraloss.freq.MultiResolutionSTFTLoss()
+
+
+def reference_loss(x: torch.Tensor, y: torch.Tensor, windows: list[torch.Tensor]):
+    """parallel_wavegan's (sc_loss, mag_loss) from fastgan's plain torch.stft reference (autograd backward)."""
+    sc_total, mag_total = 0.0, 0.0
+    for (n_fft, hop, _), window in zip(RESOLUTIONS, windows, strict=True):
+        sums = stft_loss_sums_reference(x, y, n_fft, hop, window, 1e-7)
+        count = x.shape[0] * (n_fft // 2 + 1) * num_frames(x.shape[1], n_fft, hop)
+        sc_total = sc_total + sums[0].sqrt() / sums[1].sqrt()
+        mag_total = mag_total + sums[2] / count
+    return sc_total / len(RESOLUTIONS), mag_total / len(RESOLUTIONS)
+
+
+def _fwd_bwd(loss_fn, x, y, unsqueeze=False):
+    def run():
+        x.grad = None
+        a, b = (x.unsqueeze(1), y.unsqueeze(1)) if unsqueeze else (x, y)  # auraloss wants (B, C, T)
+        out = loss_fn(a, b)
+        total = out if isinstance(out, torch.Tensor) else out[0] + out[1]
+        total.backward()
+
+    return run
+
+
+def _gemm_flops(batch: int, length: int) -> int:
+    """The DFT GEMMs fastgan's kernels run (window-trimmed): forward both signals, backward recompute + transpose."""
+    flops = 0
+    for n_fft, hop, win in RESOLUTIONS:
+        frames = batch * num_frames(length, n_fft, hop)
+        one_signal = 2 * frames * win * n_fft  # cos and sin columns (N/2 each), multiply-add = 2 flops
+        flops += 2 * one_signal + 2 * one_signal + one_signal
+    return flops
+
+
+def cases(quick: bool, device: torch.device) -> list[Case]:
+    sizes = [(2, 8192)] if quick else [(16, 16384), (32, 24000)]
+    result = []
+    for batch, length in sizes:
+        generator = torch.Generator(device=device).manual_seed(0)
+        x = torch.randn(batch, length, generator=generator, device=device, requires_grad=True)
+        y = 0.5 * x.detach() + torch.randn(batch, length, generator=generator, device=device)
+        ours = fastgan.nn.MultiResolutionSTFTLoss().to(device)
+        windows = [torch.hann_window(win, device=device) for _, _, win in RESOLUTIONS]
+        impls = {"fastgan": _fwd_bwd(ours, x, y)}
+        pwg = _parallel_wavegan_loss()
+        if pwg is not None:
+            impls["parallel_wavegan"] = _fwd_bwd(pwg.to(device), x, y)
+        aura = _auraloss_loss()
+        if aura is not None:
+            impls["auraloss"] = _fwd_bwd(aura.to(device), x, y, unsqueeze=True)
+        impls["eager"] = _fwd_bwd(lambda a, b, w=windows: reference_loss(a, b, w), x, y)
+        if not quick:
+            compiled = torch.compile(reference_loss, dynamic=False)
+            impls["torch.compile"] = _fwd_bwd(lambda a, b, c=compiled, w=windows: c(a, b, w), x, y)
+        result.append(
+            Case(
+                op="stft_loss",
+                name=f"pwg 3 res b{batch} t{length}",
+                mode="fwd+bwd",
+                dtype=torch.float32,
+                impls=impls,
+                bytes_moved=3 * batch * length * 4,  # x and y read, x's gradient written
+                flops=_gemm_flops(batch, length),
+            )
+        )
+    return result

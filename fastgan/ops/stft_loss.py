@@ -1,0 +1,129 @@
+"""``fastgan::stft_loss`` and its backward: the four STFT loss sums of one resolution.
+
+The op returns ``sums`` (4,) fp32 (fp64 for fp64 signals) (see :mod:`fastgan.references.stft_loss`); the loss terms are
+formed from them in :func:`fastgan.functional.stft_loss`. The Triton path (DFT GEMM, nothing of
+size frames × bins written in the forward pass) runs for linear-frequency bins; a mel basis takes
+the reference on every device (the kernels do not fuse the mel projection yet).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastgan import _backend
+from fastgan._checks import FLOAT_DTYPES, check_same_device, check_tensor
+from fastgan.references.stft_loss import NUM_SUMS, stft_loss_backward_reference, stft_loss_sums_reference
+
+OP = "stft_loss"
+SIGNAL_DTYPES = FLOAT_DTYPES + (torch.float64,)  # float64 always takes the reference (a float64 oracle)
+
+
+def _kernels():
+    from fastgan.kernels import stft_loss  # triton is imported only when a kernel runs
+
+    return stft_loss
+
+
+def check_inputs(
+    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, mel_basis: torch.Tensor | None
+) -> None:
+    """Shape, dtype, device and size checks; cheap, so they run at trace time too."""
+    check_tensor(OP, "x", x, ndim=2, dtypes=SIGNAL_DTYPES)
+    check_tensor(OP, "y", y, ndim=2, dtypes=SIGNAL_DTYPES)
+    check_tensor(OP, "window", window, ndim=1, dtypes=FLOAT_DTYPES + (torch.float64,))
+    check_same_device(OP, x=x, y=y, window=window)
+    if x.shape != y.shape:
+        raise ValueError(f"fastgan::{OP}: x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if n_fft < 2 or n_fft % 2:
+        raise ValueError(f"fastgan::{OP}: fft_size must be an even number >= 2, got {n_fft}")
+    if hop < 1:
+        raise ValueError(f"fastgan::{OP}: hop_size must be >= 1, got {hop}")
+    if not 1 <= window.shape[0] <= n_fft:
+        raise ValueError(f"fastgan::{OP}: win_length must be in [1, fft_size={n_fft}], got {window.shape[0]}")
+    if x.shape[0] == 0:
+        raise ValueError(f"fastgan::{OP}: x and y must hold at least one signal, got shape {tuple(x.shape)}")
+    length = x.shape[1]
+    if length <= n_fft // 2:
+        raise ValueError(
+            f"fastgan::{OP}: the signals ({length} samples) are too short for fft_size={n_fft}: "
+            f"center=True reflect-pads fft_size // 2 = {n_fft // 2} samples, which needs more than "
+            f"{n_fft // 2} samples"
+        )
+    if mel_basis is not None:
+        check_tensor(OP, "mel_basis", mel_basis, ndim=2, dtypes=FLOAT_DTYPES + (torch.float64,))
+        check_same_device(OP, x=x, mel_basis=mel_basis)
+        if mel_basis.shape[1] != n_fft // 2 + 1:
+            raise ValueError(
+                f"fastgan::{OP}: mel_basis must be (n_mels, fft_size // 2 + 1 = {n_fft // 2 + 1}), "
+                f"got {tuple(mel_basis.shape)}"
+            )
+
+
+def _kernel_path(x: torch.Tensor, mel_basis: torch.Tensor | None) -> bool:
+    return mel_basis is None and x.dtype != torch.float64 and _backend.use_triton(x, OP)
+
+
+@torch.library.custom_op("fastgan::stft_loss", mutates_args=())
+def stft_loss_op(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    window: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    eps: float,
+    mel_basis: torch.Tensor | None,
+    grad_target: bool,
+) -> torch.Tensor:
+    check_inputs(x, y, window, n_fft, hop, mel_basis)
+    if _kernel_path(x, mel_basis):
+        return _kernels().stft_loss_forward(x, y, n_fft, hop, window, eps)
+    with torch.no_grad():
+        sums = stft_loss_sums_reference(x, y, n_fft, hop, window, eps, mel_basis)
+    return sums if x.dtype == torch.float64 else sums.float()
+
+
+@stft_loss_op.register_fake
+def _(x, y, window, n_fft, hop, eps, mel_basis, grad_target):
+    check_inputs(x, y, window, n_fft, hop, mel_basis)
+    return x.new_empty((NUM_SUMS,), dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+
+
+@torch.library.custom_op("fastgan::stft_loss_backward", mutates_args=())
+def stft_loss_backward_op(
+    grad_sums: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    window: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    eps: float,
+    mel_basis: torch.Tensor | None,
+    grad_target: bool,
+) -> torch.Tensor:
+    """(1, R, T) gradient of x, or (2, R, T) of x and y when ``grad_target``; x's dtype."""
+    if _kernel_path(x, mel_basis):
+        return _kernels().stft_loss_backward(grad_sums, x, y, n_fft, hop, window, eps, grad_target)
+    return stft_loss_backward_reference(grad_sums, x, y, n_fft, hop, window, eps, mel_basis, grad_target)
+
+
+@stft_loss_backward_op.register_fake
+def _(grad_sums, x, y, window, n_fft, hop, eps, mel_basis, grad_target):
+    return x.new_empty((2 if grad_target else 1, *x.shape))
+
+
+def _setup_context(ctx, inputs, output):
+    x, y, window, n_fft, hop, eps, mel_basis, grad_target = inputs
+    ctx.args = (n_fft, hop, eps, grad_target)
+    # The spectra are recomputed in the backward pass: only the signals are kept.
+    ctx.save_for_backward(x, y, window, mel_basis)
+
+
+def _backward(ctx, grad_sums):
+    x, y, window, mel_basis = ctx.saved_tensors
+    n_fft, hop, eps, grad_target = ctx.args
+    grads = stft_loss_backward_op(grad_sums, x, y, window, n_fft, hop, eps, mel_basis, grad_target)
+    grad_y = grads[1] if grad_target else None
+    return grads[0], grad_y, None, None, None, None, None, None
+
+
+stft_loss_op.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,127 @@
+"""Reference STFT loss sums: plain torch.stft, the CPU fallback and the oracle of the kernels.
+
+One resolution reduces a prediction ``x`` and a target ``y`` (both (R, T)) to four fp32 sums
+over every (row, frame, bin) of their magnitude spectrograms ``mx``, ``my``::
+
+    sums[0] = sum (my - mx) ** 2          # spectral convergence numerator (squared)
+    sums[1] = sum my ** 2                 # spectral convergence denominator (squared)
+    sums[2] = sum |log my - log mx|       # log-magnitude L1
+    sums[3] = sum |my - mx|               # linear-magnitude L1 (auraloss' w_lin_mag term)
+
+with ``m = sqrt(max(|STFT|^2, eps))`` (torch.stft, center=True, reflect padding, the window
+zero-padded to ``n_fft``), or, given a ``mel_basis`` (n_mels, n_fft // 2 + 1), ``m = mel_basis @
+sqrt(max(|STFT|^2, eps))`` as auraloss does. The loss terms are these sums divided or rooted
+(:func:`fastgan.functional.stft_loss`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+NUM_SUMS = 4
+
+
+def num_frames(length: int, n_fft: int, hop: int) -> int:
+    """Frames torch.stft(center=True) makes of a ``length``-sample signal."""
+    return 1 + (length + 2 * (n_fft // 2) - n_fft) // hop
+
+
+def padded_window(window: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """The window centred in ``n_fft`` samples, as torch.stft pads a shorter one."""
+    left = (n_fft - window.shape[0]) // 2
+    return torch.nn.functional.pad(window, (left, n_fft - window.shape[0] - left))
+
+
+def magnitudes(
+    signals: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, eps: float, mel_basis: torch.Tensor | None
+) -> torch.Tensor:
+    """(R, bins, frames) magnitudes of every row of ``signals`` in one torch.stft call (fp32; fp64 for fp64 input)."""
+    dtype = torch.float64 if signals.dtype == torch.float64 else torch.float32
+    spectrum = torch.stft(
+        signals.to(dtype), n_fft, hop, n_fft, padded_window(window.to(dtype), n_fft),
+        center=True, pad_mode="reflect", return_complex=True,
+    )  # fmt: skip
+    power = spectrum.real.square() + spectrum.imag.square()  # two passes: cheaper than a size-2 reduction
+    mag = power.clamp_min(eps).sqrt()
+    if mel_basis is not None:
+        mag = torch.matmul(mel_basis.to(dtype), mag)
+    return mag
+
+
+def stft_loss_sums_reference(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    window: torch.Tensor,
+    eps: float,
+    mel_basis: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The four loss sums (see the module docstring) as a (4,) fp32 (fp64 for fp64 x) tensor; differentiable."""
+    rows = x.shape[0]
+    # Both signals through one stft call: one set of launches, one window, one padding pass.
+    mag = magnitudes(torch.cat([x, y]), n_fft, hop, window, eps, mel_basis)
+    mx, my = mag[:rows], mag[rows:]
+    diff = my - mx
+    return torch.stack(
+        [
+            diff.square().sum(),
+            my.square().sum(),
+            (my.log() - mx.log()).abs().sum(),
+            diff.abs().sum(),
+        ]
+    )
+
+
+def stft_loss_backward_reference(
+    grad_sums: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    window: torch.Tensor,
+    eps: float,
+    mel_basis: torch.Tensor | None,
+    grad_target: bool,
+) -> torch.Tensor:
+    """Gradients of ``grad_sums . sums`` with respect to x (and y when ``grad_target``), stacked: (1 or 2, R, T).
+
+    Recomputes the spectra (one torch.stft call) instead of keeping them from the forward pass, then
+    applies the STFT's adjoint: an inverse real FFT per frame, the window, overlap-add, and the
+    reflect padding's adjoint (padded samples fold back onto the signal samples they copied).
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    rows, length = x.shape
+    g0, g1, g2, g3 = grad_sums.to(dtype).unbind()
+    win = padded_window(window.to(dtype), n_fft)
+    signals = torch.cat([x, y]).to(dtype)
+    spectrum = torch.stft(signals, n_fft, hop, n_fft, win, center=True, pad_mode="reflect", return_complex=True)
+    power = spectrum.real.square() + spectrum.imag.square()
+    mag = power.clamp_min(eps).sqrt()
+    m = mag if mel_basis is None else torch.matmul(mel_basis.to(dtype), mag)
+    mx, my = m[:rows], m[rows:]
+    diff = my - mx
+    sign_log = torch.sign(my.log() - mx.log())
+    sign_diff = torch.sign(diff)
+    grad_mx = -2 * g0 * diff - g2 * sign_log / mx - g3 * sign_diff
+    grad_m = [grad_mx]
+    if grad_target:
+        grad_m.append(2 * g0 * diff + 2 * g1 * my + g2 * sign_log / my + g3 * sign_diff)
+    grad_m = torch.cat(grad_m)
+    if mel_basis is not None:
+        grad_m = torch.matmul(mel_basis.to(dtype).transpose(0, 1), grad_m)
+    count = grad_m.shape[0]
+    # m = sqrt(clamp(p, eps)), p = re^2 + im^2: d/d(re, im) = (re, im) · d/dm / m where p >= eps.
+    coef = torch.where(power[:count] >= eps, grad_m / mag[:count], 0.0)
+    grad_spectrum = coef * spectrum[:count]  # (count, bins, frames): d/dre + i d/dim
+    # grad frame[n] = Re(sum_k G_k e^{2 pi i k n / N}) = N · irfft(Z), Z_k = G_k / 2 except DC and Nyquist.
+    grad_spectrum[:, 1 : n_fft // 2] *= 0.5
+    frames = torch.fft.irfft(grad_spectrum, n=n_fft, dim=1) * n_fft  # (count, n_fft, frames)
+    frames = frames * win[:, None]
+    padded_length = length + 2 * (n_fft // 2)
+    padded = torch.nn.functional.fold(frames, (1, padded_length), (1, n_fft), stride=(1, hop)).reshape(count, -1)
+    source = torch.arange(padded_length, device=x.device) - n_fft // 2
+    source = torch.where(source < 0, -source, source)
+    source = torch.where(source > length - 1, 2 * (length - 1) - source, source)
+    grad = torch.zeros((count, length), dtype=dtype, device=x.device).index_add_(1, source, padded)
+    return grad.reshape(count // rows, rows, length).to(x.dtype)

@@ -1,0 +1,417 @@
+"""STFT loss: the op (Triton DFT-GEMM kernels in the interpreter/CUDA pass, torch.stft reference
+otherwise) against parallel_wavegan's and auraloss' losses run in float64, per resolution and in
+total, values and input gradients; the reference against both in float64; edge cases and every
+bad input.
+
+The interpreter pass uses short signals and small FFTs (SMALL) to keep the programs few; the
+fallback pass uses parallel_wavegan's default resolutions.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastgan
+from fastgan.functional import stft_loss, stft_loss_terms
+from fastgan.references.stft_loss import stft_loss_backward_reference, stft_loss_sums_reference
+from tests.conftest import DEVICE, INTERPRETER, KERNELS_RUN
+from tests.oracle import parallel_wavegan
+from tests.tolerances import STFT_LOSS, STFT_LOSS_HALF_GRAD
+
+DEFAULT = {"fft_sizes": [1024, 2048, 512], "hop_sizes": [120, 240, 50], "win_lengths": [600, 1200, 240]}
+SMALL = {"fft_sizes": [64, 32, 16], "hop_sizes": [16, 8, 4], "win_lengths": [40, 32, 10]}
+# Interpreter programs are slow: short signals and small FFTs there; the real sizes elsewhere.
+CONFIG = SMALL if INTERPRETER else DEFAULT
+LENGTH = 157 if INTERPRETER else 4001  # odd on purpose
+
+
+def resolutions(config=CONFIG):
+    return list(zip(config["fft_sizes"], config["hop_sizes"], config["win_lengths"], strict=True))
+
+
+def signals(shape, seed=0, dtype=torch.float64):
+    """A prediction and a correlated target (as in training), fp32 values (exact in float64 too: the
+    float64 truth then sees the very inputs the fp32 implementations see)."""
+    generator = torch.Generator(device=DEVICE).manual_seed(seed)
+    x = torch.randn(shape, generator=generator)
+    y = 0.5 * x + torch.randn(shape, generator=generator)
+    return x.to(dtype), y.to(dtype)
+
+
+def pwg_losses():
+    return parallel_wavegan("losses")
+
+
+def value_and_grads(loss_fn, x, y, weights=(1.0, 2.0), grad_target=False):
+    """Run ``loss_fn(x, y)`` (tuple or scalar), backprop a weighted sum; returns values and grads."""
+    x = x.detach().clone().requires_grad_()
+    y = y.detach().clone().requires_grad_(grad_target)
+    out = loss_fn(x, y)
+    values = out if isinstance(out, tuple) else (out,)
+    total = sum(w * v for w, v in zip(weights, values, strict=False))
+    grads = torch.autograd.grad(total, (x, y) if grad_target else (x,))
+    return [v.detach() for v in values], grads
+
+
+def rel(actual, expected):
+    return ((actual.double() - expected.double()).norm() / expected.double().norm().clamp_min(1e-300)).item()
+
+
+def reference_path(fn):
+    """``fn`` with every op forced onto its torch.stft reference (fp32 for fp32 inputs)."""
+
+    def run(*args):
+        fastgan._backend.set_backend("torch")
+        try:
+            return fn(*args)
+        finally:
+            fastgan._backend.set_backend(None)
+
+    return run
+
+
+def assert_matches_truth(ours, truth, *fp32_yardsticks):
+    """Values within 1e-5 relative of the float64 truth; gradients within the STFT_LOSS bound.
+
+    ``fp32_yardsticks``: (values, grads) of independent fp32 implementations of the same loss
+    (parallel_wavegan's, the torch.stft reference); their gradient error measures the input's
+    conditioning (see tests/tolerances.py).
+    """
+    (values, grads), (true_values, true_grads) = ours, truth
+    assert len(values) == len(true_values)
+    for value, true_value in zip(values, true_values, strict=True):
+        assert torch.isfinite(value).all()
+        torch.testing.assert_close(value.double(), true_value.double(), rtol=STFT_LOSS["value_rtol"], atol=0)
+    for i, (grad, true_grad) in enumerate(zip(grads, true_grads, strict=True)):
+        assert torch.isfinite(grad).all()
+        yardstick = max(rel(other[1][i], true_grad) for other in fp32_yardsticks)
+        bound = max(STFT_LOSS["grad_rel"], STFT_LOSS["grad_conditioning"] * yardstick)
+        assert rel(grad, true_grad) <= bound, f"gradient error {rel(grad, true_grad):.3e} > {bound:.3e}"
+
+
+def against_oracle(ours_fn, oracle, x, y, weights=(1.0, 2.0), grad_target=False):
+    """Compare ours (fp32 inputs) with ``oracle`` in float64 (the truth); fp32 runs of the oracle and
+    of our reference measure the conditioning."""
+    ours = value_and_grads(ours_fn, x.float(), y.float(), weights, grad_target)
+    reference32 = value_and_grads(reference_path(ours_fn), x.float(), y.float(), weights, grad_target)
+    truth = value_and_grads(oracle.double(), x.double(), y.double(), weights, grad_target)
+    theirs32 = value_and_grads(oracle.float(), x.float(), y.float(), weights, grad_target)
+    assert_matches_truth(ours, truth, theirs32, reference32)
+
+
+@pytest.mark.parametrize("shape", [(3, LENGTH), (1, LENGTH), (2, 1, LENGTH + 1)], ids=["b3", "b1", "b2x1-even"])
+def test_each_resolution_matches_parallel_wavegan(shape):
+    pwg = pwg_losses()
+    x, y = signals(shape)
+    for fft_size, hop, win in resolutions():
+        oracle = pwg.STFTLoss(fft_size, hop, win).to(DEVICE)
+        ours = fastgan.nn.STFTLoss(fft_size, hop, win).to(DEVICE)
+        flat = (x.reshape(-1, shape[-1]), y.reshape(-1, shape[-1]))  # pwg's STFTLoss takes (B, T) only
+        against_oracle(ours, oracle, *flat)
+
+
+@pytest.mark.parametrize("shape", [(2, LENGTH), (2, 1, LENGTH)], ids=["BT", "B1T"])
+def test_multi_resolution_matches_parallel_wavegan(shape):
+    x, y = signals(shape, seed=1)
+    oracle = pwg_losses().MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
+    assert list(ours.state_dict()) == list(oracle.state_dict())
+    against_oracle(ours, oracle, x, y)
+
+
+def test_gradient_of_the_target_when_asked():
+    x, y = signals((2, LENGTH), seed=2)
+    oracle = pwg_losses().MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG, grad_target=True).to(DEVICE)
+    against_oracle(ours, oracle, x, y, grad_target=True)
+
+
+def test_target_is_detached_by_default():
+    x, y = signals((2, LENGTH), seed=3, dtype=torch.float32)
+    x.requires_grad_()
+    y.requires_grad_()
+    sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG)(x, y)
+    (sc + mag).backward()
+    assert x.grad is not None and y.grad is None
+
+
+class _AuralossMRSTFT(torch.nn.Module):
+    """auraloss' loss taking (B, T) like ours (it wants (B, C, T))."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        import auraloss
+
+        self.loss = auraloss.freq.MultiResolutionSTFTLoss(**kwargs)
+
+    def forward(self, x, y):
+        dtype = x.dtype
+        for stft in self.loss.stft_losses:  # auraloss keeps its window (and filterbank) as plain attributes
+            stft.window = stft.window.to(dtype)
+            if getattr(stft, "fb", None) is not None:
+                stft.fb = stft.fb.to(dtype)
+        return self.loss(x.unsqueeze(1), y.unsqueeze(1))
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 0.0), (0.5, 2.0, 0.7)], ids=["default", "weighted+lin"])
+def test_auraloss_mode_matches_auraloss(weights):
+    pytest.importorskip("auraloss", reason="auraloss is an optional parity oracle")
+    w_sc, w_log_mag, w_lin_mag = weights
+    x, y = signals((2, LENGTH), seed=4)
+    kwargs = {**CONFIG, "w_sc": w_sc, "w_log_mag": w_log_mag, "w_lin_mag": w_lin_mag}
+    oracle = _AuralossMRSTFT(**kwargs).to(DEVICE)
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**kwargs, mode="auraloss").to(DEVICE)
+    against_oracle(ours, oracle, x, y, weights=(1.0,))
+
+
+def test_auraloss_mel_mode_matches_auraloss():
+    pytest.importorskip("auraloss", reason="auraloss is an optional parity oracle")
+    # Mel bins take the reference on every path (cheap in the interpreter pass too), and small FFTs
+    # would leave mel filters empty (log 0 in auraloss as well): the default resolutions here.
+    x, y = signals((2, 4001), seed=5)
+    kwargs = {**DEFAULT, "scale": "mel", "sample_rate": 16000, "n_bins": 64}
+    oracle = _AuralossMRSTFT(**kwargs).to(DEVICE)
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**kwargs, mode="auraloss").to(DEVICE)
+    assert ours.stft_losses[0].mel_basis.shape == (64, 1024 // 2 + 1)
+    against_oracle(ours, oracle, x, y, weights=(1.0,))
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("grad_target", [False, True])
+@pytest.mark.parametrize("mel", [False, True])
+def test_reference_backward_is_the_autograd_gradient_float64(mel, grad_target):
+    x, y = signals((2, 101), seed=6)
+    window = torch.hann_window(40, dtype=torch.float64)
+    mel_basis = torch.rand(5, 33, dtype=torch.float64) if mel else None
+    grad_sums = torch.randn(4, dtype=torch.float64)
+    xg, yg = x.clone().requires_grad_(), y.clone().requires_grad_()
+    sums = stft_loss_sums_reference(xg, yg, 64, 16, window, 1e-7, mel_basis)
+    expected = torch.autograd.grad(sums, (xg, yg), grad_sums)
+    actual = stft_loss_backward_reference(grad_sums, x, y, 64, 16, window, 1e-7, mel_basis, grad_target)
+    assert actual.shape == (2 if grad_target else 1, 2, 101)
+    for got, want in zip(actual, expected, strict=False):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.reference
+def test_reference_float64_equals_parallel_wavegan_float64():
+    x, y = signals((2, 3001), seed=7)
+    oracle = pwg_losses().MultiResolutionSTFTLoss().to(DEVICE).double()
+    ours = fastgan.nn.MultiResolutionSTFTLoss().to(DEVICE).double()
+    (ours_values, ours_grads), (values, grads) = value_and_grads(ours, x, y), value_and_grads(oracle, x, y)
+    for a, b in zip(ours_values + list(ours_grads), values + list(grads), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.reference
+def test_reference_gradcheck_float64():
+    x, y = signals((1, 40), seed=8)
+    window = torch.hann_window(16, dtype=torch.float64)
+    x.requires_grad_()
+    y.requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, y: stft_loss_sums_reference(x, y, 16, 4, window, 1e-7), (x, y))
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [(16, 4, 16), (32, 8, 10), (16, 20, 12), (64, 16, 64), (32, 3, 31)],
+    ids=["win=fft", "short-win", "hop>win", "one-block", "odd-win"],
+)
+def test_op_sums_and_gradients_match_the_reference(geometry):
+    """The raw op (kernels in the interpreter pass) against the float64 reference, unusual geometries."""
+    n_fft, hop, win = geometry
+    x, y = signals((2, 83), seed=9)
+    window = torch.hann_window(win).double()  # fp32 values, as the fp32 op receives
+    grad_sums = torch.tensor([0.7, -0.3, 1.1, 0.4], dtype=torch.float64)
+    op = torch.ops.fastgan.stft_loss
+    sums = op(x.float(), y.float(), window.float(), n_fft, hop, 1e-7, None, True)
+    true_sums = stft_loss_sums_reference(x, y, n_fft, hop, window, 1e-7)
+    torch.testing.assert_close(sums.double(), true_sums, rtol=STFT_LOSS["value_rtol"], atol=0)
+    backward = torch.ops.fastgan.stft_loss_backward
+    grads = backward(grad_sums.float(), x.float(), y.float(), window.float(), n_fft, hop, 1e-7, None, True)
+    truth = stft_loss_backward_reference(grad_sums, x, y, n_fft, hop, window, 1e-7, None, True)
+    # The conditioning yardstick: the same math in fp32 through torch.stft (see tests/tolerances.py).
+    fp32 = stft_loss_backward_reference(grad_sums.float(), x.float(), y.float(), n_fft, hop, window.float(), 1e-7,
+                                        None, True)  # fmt: skip
+    for grad, true_grad, their_grad in zip(grads, truth, fp32, strict=True):
+        bound = max(STFT_LOSS["grad_rel"], STFT_LOSS["grad_conditioning"] * rel(their_grad, true_grad))
+        assert rel(grad, true_grad) <= bound
+
+
+@settings(max_examples=6 if INTERPRETER else 15)
+@given(
+    batch=st.integers(1, 3),
+    n_fft=st.sampled_from([16, 32, 64]),
+    hop_fraction=st.floats(0.1, 1.0),
+    win_fraction=st.floats(0.2, 1.0),
+    extra=st.integers(1, 80),
+    seed=st.integers(0, 2**16),
+)
+def test_fuzz_geometries(batch, n_fft, hop_fraction, win_fraction, extra, seed):
+    hop = max(1, int(n_fft * hop_fraction))
+    win = max(1, int(n_fft * win_fraction))
+    length = n_fft // 2 + extra
+    x, y = signals((batch, length), seed=seed)
+    ours = value_and_grads(lambda a, b: stft_loss(a, b, n_fft, hop, win), x.float(), y.float())
+    window = torch.hann_window(win).double()
+    truth = value_and_grads(lambda a, b: stft_loss(a, b, n_fft, hop, win, window), x, y)
+    theirs = value_and_grads(pwg_losses().STFTLoss(n_fft, hop, win).to(DEVICE), x.float(), y.float())
+    reference32 = value_and_grads(reference_path(lambda a, b: stft_loss(a, b, n_fft, hop, win)), x.float(), y.float())
+    assert_matches_truth(ours, truth, theirs, reference32)
+
+
+def test_all_zero_target_and_prediction_stay_finite():
+    x = torch.zeros(2, LENGTH, requires_grad=True)
+    y = torch.zeros(2, LENGTH)
+    sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG)(x, y)
+    (sc + mag).backward()
+    assert sc.item() == 0 and mag.item() == 0
+    assert torch.isfinite(x.grad).all()
+    x2 = torch.randn(2, LENGTH, requires_grad=True)
+    sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG)(x2, y)
+    (sc + mag).backward()
+    assert torch.isfinite(sc) and torch.isfinite(mag) and torch.isfinite(x2.grad).all()
+
+
+def test_deterministic():
+    x, y = signals((2, LENGTH), seed=10, dtype=torch.float32)
+    loss = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG)
+    first = value_and_grads(loss, x, y)
+    second = value_and_grads(loss, x, y)
+    for a, b in zip(first[0] + list(first[1]), second[0] + list(second[1]), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_inputs_compute_in_fp32(dtype):
+    x, y = signals((2, LENGTH), seed=11)
+    x, y = x.to(dtype), y.to(dtype)  # the rounded inputs
+    loss = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
+    (values, (grad,)) = value_and_grads(loss, x, y)
+    assert grad.dtype == dtype
+    (true_values, (true_grad,)) = value_and_grads(loss.double(), x.double(), y.double())
+    for value, true_value in zip(values, true_values, strict=True):
+        assert value.dtype == torch.float32
+        torch.testing.assert_close(value.double(), true_value, rtol=STFT_LOSS["value_rtol"], atol=0)
+    assert rel(grad, true_grad) <= STFT_LOSS_HALF_GRAD[dtype]
+
+
+def test_autocast_computes_in_fp32():
+    x, y = signals((2, LENGTH), seed=12, dtype=torch.float32)
+    loss = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
+    expected = loss(x, y)
+    device_type = DEVICE.type
+    dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
+    with torch.autocast(device_type, dtype=dtype):
+        # A half prediction (as a model under autocast makes it) against an fp32 target.
+        values = loss(x.to(dtype), y)
+    for value, want in zip(values, expected, strict=True):
+        assert value.dtype == torch.float32 and torch.isfinite(value)
+        torch.testing.assert_close(value, want, rtol=1e-2, atol=0)  # only the prediction's rounding differs
+
+
+def test_opcheck():
+    x, y = signals((2, 70), seed=13, dtype=torch.float32)
+    window = torch.hann_window(20)
+    x.requires_grad_()
+    torch.library.opcheck(torch.ops.fastgan.stft_loss.default, (x, y, window, 32, 8, 1e-7, None, False))
+    grad_sums = torch.tensor([1.0, 0.5, 2.0, 0.0])
+    torch.library.opcheck(
+        torch.ops.fastgan.stft_loss_backward.default, (grad_sums, x.detach(), y, window, 32, 8, 1e-7, None, True)
+    )
+    mel = torch.rand(4, 17)
+    torch.library.opcheck(torch.ops.fastgan.stft_loss.default, (x, y, window, 32, 8, 1e-7, mel, False))
+
+
+def test_torch_compile_fullgraph_forward_and_backward():
+    torch._dynamo.reset()
+    loss = fastgan.nn.MultiResolutionSTFTLoss(**SMALL)
+
+    def step(x, y):
+        sc, mag = loss(x, y)
+        return sc + 2 * mag
+
+    compiled = torch.compile(step, fullgraph=True)
+    x, y = signals((2, 90), seed=14, dtype=torch.float32)
+    x_compiled, x_eager = x.clone().requires_grad_(), x.clone().requires_grad_()
+    compiled(x_compiled, y).backward()
+    step(x_eager, y).backward()
+    torch.testing.assert_close(x_compiled.grad, x_eager.grad, rtol=1e-6, atol=1e-9)
+
+
+class TestBadInput:
+    def test_signal_too_short_for_reflect_padding(self):
+        x = torch.randn(2, 512)
+        with pytest.raises(ValueError, match=r"signals \(512 samples\) are too short for fft_size=1024"):
+            stft_loss(x, x, 1024, 120, 600)
+        with pytest.raises(ValueError, match="too short for fft_size=2048"):
+            fastgan.nn.MultiResolutionSTFTLoss()(torch.randn(2, 1000), torch.randn(2, 1000))
+
+    def test_shape_mismatch(self):
+        with pytest.raises(ValueError, match=r"x and y must have the same shape, got \(2, 100\) and \(2, 99\)"):
+            stft_loss(torch.randn(2, 100), torch.randn(2, 99), 32, 8, 32)
+
+    def test_wrong_ndim(self):
+        with pytest.raises(ValueError, match=r"x must be \(batch, time\) or \(batch, channels, time\), got \(100,\)"):
+            stft_loss(torch.randn(100), torch.randn(100), 32, 8, 32)
+
+    def test_wrong_dtype(self):
+        with pytest.raises(TypeError, match="x has dtype torch.int64"):
+            stft_loss(torch.ones(2, 100, dtype=torch.int64), torch.ones(2, 100, dtype=torch.int64), 32, 8, 32)
+
+    def test_bad_sizes(self):
+        x = torch.randn(2, 100)
+        with pytest.raises(ValueError, match="fft_size must be an even number"):
+            stft_loss(x, x, 33, 8, 32)
+        with pytest.raises(ValueError, match=r"win_length must be in \[1, fft_size=32\], got 40"):
+            stft_loss(x, x, 32, 8, 40)
+        with pytest.raises(ValueError, match="hop_size must be >= 1"):
+            stft_loss(x, x, 32, 0, 32)
+        with pytest.raises(ValueError, match="unknown window 'nope_window'"):
+            stft_loss(x, x, 32, 8, 32, "nope_window")
+
+    def test_bad_mel_basis(self):
+        x = torch.randn(2, 100)
+        with pytest.raises(ValueError, match=r"mel_basis must be \(n_mels, fft_size // 2 \+ 1 = 17\)"):
+            stft_loss_terms(x, x, 32, 8, 32, mel_basis=torch.rand(4, 16))
+
+    def test_module_arguments(self):
+        with pytest.raises(ValueError, match="one length"):
+            fastgan.nn.MultiResolutionSTFTLoss([1024], [120, 240], [600])
+        with pytest.raises(ValueError, match="mode must be one of"):
+            fastgan.nn.MultiResolutionSTFTLoss(mode="other")
+        with pytest.raises(ValueError, match="scale='mel' needs sample_rate and n_bins"):
+            fastgan.nn.STFTLoss(scale="mel")
+
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a CPU/CUDA mismatch")
+    def test_device_mismatch(self):
+        with pytest.raises(ValueError, match="one device"):
+            stft_loss(torch.randn(2, 100, device="cuda"), torch.randn(2, 100, device="cpu"), 32, 8, 32)
+
+
+@pytest.mark.skipif(not KERNELS_RUN, reason="checks the kernel path's buffers; this pass runs the reference")
+def test_forward_writes_nothing_of_size_frames_by_bins():
+    """The kernel forward's largest allocation is its partial sums, not a spectrum."""
+    from fastgan.kernels import stft_loss as kernels
+
+    x, y = signals((2, LENGTH), seed=15, dtype=torch.float32)
+    n_fft, hop, win = resolutions()[0]
+    window = torch.hann_window(win)
+    allocations = []
+    real_empty = torch.empty
+
+    def recording_empty(*args, **kwargs):
+        tensor = real_empty(*args, **kwargs)
+        allocations.append(tensor.numel())
+        return tensor
+
+    torch.empty = recording_empty
+    try:
+        kernels.stft_loss_forward(x, y, n_fft, hop, window, 1e-7)
+    finally:
+        torch.empty = real_empty
+    frames = 2 * (1 + LENGTH // hop)
+    assert max(allocations) < frames * (n_fft // 2 + 1)
