@@ -23,7 +23,7 @@ OP = "wavenet_block"
 GRAD_NAMES = ("x", "c", "w_conv", "b_conv", "w_aux", "w_out", "b_out", "w_skip", "b_skip")
 # The fused kernels keep every output-channel dimension of a tile on chip: H (gate_channels / 2),
 # R (residual) and S (skip) up to this; larger blocks take the reference.
-KERNEL_MAX_CHANNELS = 128
+KERNEL_MAX_CHANNELS = 64
 
 
 def _kernels():
@@ -167,7 +167,13 @@ def wavenet_block_backward_op(
         grads = _kernels().wavenet_block_backward(*args)
     else:
         grads = wavenet_block_backward_reference(*args)
-    return [x.new_empty((0,)) if grads[name] is None else grads[name] for name in GRAD_NAMES]
+    return [x.new_empty((0,)) if grads[name] is None else _fresh(grads[name]) for name in GRAD_NAMES]
+
+
+def _fresh(tensor: torch.Tensor) -> torch.Tensor:
+    """Contiguous and at storage offset 0, as the fake implementation promises."""
+    tensor = tensor.contiguous()
+    return tensor.clone() if tensor.storage_offset() else tensor
 
 
 @wavenet_block_backward_op.register_fake

@@ -112,14 +112,16 @@ def wavenet_block_reference(
     z = _gate_preactivation(x_w, c_w, w_conv, b_conv, w_aux, dilation, causal)
     g, _, _ = _gate(z)
     del z
-    # One GEMM for both 1x1 convs (biases as its beta=1 term); the residual rows carry the sqrt(0.5).
-    weight = torch.cat([w_out * SQRT_HALF, w_skip])
+    # One GEMM for both 1x1 convs (biases as its beta=1 term); the residual rows carry the
+    # sqrt(0.5). Skip rows first, so a returned skip view starts at offset 0 of that GEMM's output.
+    skip_ch = w_skip.shape[0]
+    weight = torch.cat([w_skip, w_out * SQRT_HALF])
     bias = None
     if b_out is not None or b_skip is not None:
         bias = torch.cat(
             [
+                b_skip.to(work) if b_skip is not None else w_skip.new_zeros(skip_ch),
                 b_out.to(work) * SQRT_HALF if b_out is not None else w_out.new_zeros(residual),
-                b_skip.to(work) if b_skip is not None else w_skip.new_zeros(w_skip.shape[0]),
             ]
         )[:, None]
     if g.shape[0] == 1:
@@ -127,8 +129,8 @@ def wavenet_block_reference(
     else:
         y = _mm(weight, g) if bias is None else torch.baddbmm(bias, weight.expand(g.shape[0], -1, -1), g)
     del g
-    x_out = torch.add(y[:, :residual], x_w, alpha=SQRT_HALF)
-    skip = y[:, residual:]
+    x_out = torch.add(y[:, skip_ch:], x_w, alpha=SQRT_HALF)
+    skip = y[:, :skip_ch]
     skip = skip.contiguous() if skip_sum is None else torch.add(skip, skip_sum.to(work))
     return x_out.to(dtype), skip.to(dtype)
 
