@@ -1,0 +1,219 @@
+"""Exact streaming: chunked synthesis equals the whole utterance, for every generator and chunk size.
+
+The whole-utterance output is the model's own ``inference`` (fastgan's ops: the references in the
+fallback pass, the Triton kernels through the interpreter in the second pass); the stream runs
+plain-PyTorch convolutions over cached state. They sum the same fp32 products in another order,
+so the comparison uses the REDUCTION table on outputs scaled to max |expected| = 1.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastgan import StreamingVocoder
+from tests.conftest import DEVICE, INTERPRETER
+from tests.oracle import parallel_wavegan
+from tests.tolerances import REDUCTION, assert_close_scaled
+
+MEL = 12
+FRAMES = 23
+CHUNKS = (1, 3, 10, 64)  # one frame at a time, uneven, the nominal 10, longer than the utterance
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    """cuDNN's TF32 convolutions would round the stream's convs to 10 bits on a GPU."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = saved
+
+
+def _models():
+    from fastgan.models import HiFiGANGenerator, MelGANGenerator, ParallelWaveGANGenerator
+
+    from fastgan.nn import PQMF
+
+    def mb_melgan():
+        g = MelGANGenerator(in_channels=MEL, out_channels=4, channels=16, upsample_scales=[2, 2])
+        g.pqmf = PQMF(subbands=4, taps=30)
+        return g
+
+    return {
+        "melgan": lambda: MelGANGenerator(in_channels=MEL, channels=16, upsample_scales=[4, 2]),
+        "melgan-odd-scales": lambda: MelGANGenerator(in_channels=MEL, channels=16, upsample_scales=[3, 5]),
+        "melgan-causal": lambda: MelGANGenerator(
+            in_channels=MEL, channels=16, upsample_scales=[4, 2], use_causal_conv=True
+        ),
+        "mb-melgan": mb_melgan,
+        "hifigan-resblock1": lambda: HiFiGANGenerator(
+            in_channels=MEL,
+            channels=16,
+            upsample_scales=[4, 2],
+            upsample_kernel_sizes=[8, 4],
+            resblock_kernel_sizes=(3, 5),
+            resblock_dilations=[(1, 3), (1, 3)],
+        ),  # fmt: skip
+        "hifigan-resblock2": lambda: HiFiGANGenerator(
+            in_channels=MEL,
+            channels=16,
+            upsample_scales=[3, 2],
+            upsample_kernel_sizes=[6, 4],
+            resblock_kernel_sizes=(3, 5),
+            resblock_dilations=[(1, 2), (2, 6)],
+            use_additional_convs=False,
+        ),  # fmt: skip
+        "pwg": lambda: ParallelWaveGANGenerator(
+            aux_channels=MEL,
+            layers=4,
+            stacks=2,
+            residual_channels=8,
+            gate_channels=16,
+            skip_channels=8,
+            upsample_params={"upsample_scales": [2, 3]},
+        ),  # fmt: skip
+    }
+
+
+MODELS = list(_models())
+
+
+def _whole(generator, mel, noise=None):
+    with torch.no_grad():
+        if noise is not None:
+            return generator.inference(mel, x=noise.reshape(-1, 1)).reshape(-1)
+        return generator.inference(mel).reshape(-1)
+
+
+def _streamed(generator, mel, chunk, noise=None):
+    vocoder = StreamingVocoder(generator, chunk_frames=chunk)
+    return torch.cat(list(vocoder.stream(mel, noise))), vocoder
+
+
+def _inputs(generator, frames=FRAMES):
+    g = torch.Generator(device=DEVICE).manual_seed(1)
+    mel = torch.randn(frames, MEL, generator=g, device=DEVICE)
+    noise = None
+    if hasattr(generator, "first_conv"):
+        noise = torch.randn(frames * generator.upsample_factor, generator=g, device=DEVICE)
+    return mel, noise
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_streamed_equals_whole(name):
+    generator = _models()[name]().to(DEVICE).eval()
+    mel, noise = _inputs(generator)
+    expected = _whole(generator, mel, noise)
+    chunks = CHUNKS if not INTERPRETER else (1, 10)
+    for chunk in chunks:
+        actual, vocoder = _streamed(generator, mel, chunk, noise)
+        assert actual.shape == (FRAMES * vocoder.hop_size,)
+        assert_close_scaled(actual, expected, REDUCTION, torch.float32)
+
+
+@pytest.mark.parametrize("name", ["melgan", "hifigan-resblock1", "pwg", "mb-melgan"])
+def test_lookahead_is_what_the_stream_holds_back(name):
+    """After n frames, exactly n * hop - lookahead samples are out; each later chunk gives chunk * hop."""
+    generator = _models()[name]().to(DEVICE).eval()
+    frames = 40
+    mel, noise = _inputs(generator, frames)
+    vocoder = StreamingVocoder(generator, chunk_frames=1, sample_rate=16000)
+    hop = vocoder.hop_size
+    emitted = 0
+    for n in range(1, frames + 1):
+        z = None if noise is None else noise[(n - 1) * hop : n * hop]
+        piece = vocoder.push(mel[n - 1 : n], z)
+        emitted += piece.numel()
+        if n * hop > vocoder.lookahead_samples + 4 * hop:  # past every layer's start
+            assert piece.numel() == hop
+            assert emitted == n * hop - vocoder.lookahead_samples
+    assert emitted + vocoder.flush().numel() == frames * hop
+    assert vocoder.lookahead_frames == -(-vocoder.lookahead_samples // hop)
+    assert vocoder.lookahead_ms == pytest.approx(1000 * vocoder.lookahead_samples / 16000)
+    assert vocoder.latency_ms == pytest.approx(1000 * (hop + vocoder.lookahead_samples) / 16000)
+    assert vocoder.lookahead_samples > 0
+
+
+def test_causal_melgan_has_no_lookahead():
+    generator = _models()["melgan-causal"]().to(DEVICE).eval()
+    assert StreamingVocoder(generator).lookahead_samples == 0
+
+
+def test_batched_stream_equals_each_item():
+    generator = _models()["hifigan-resblock1"]().to(DEVICE).eval()
+    g = torch.Generator(device=DEVICE).manual_seed(2)
+    mel = torch.randn(2, MEL, FRAMES, generator=g, device=DEVICE)
+    vocoder = StreamingVocoder(generator, chunk_frames=4)
+    out = torch.cat([vocoder.push(mel[..., i : i + 4]) for i in range(0, FRAMES, 4)] + [vocoder.flush()], -1)
+    assert out.shape == (2, 1, FRAMES * vocoder.hop_size)
+    for b in range(2):
+        assert_close_scaled(out[b, 0], _whole(generator, mel[b].t()), REDUCTION, torch.float32)
+
+
+def test_a_vocoder_is_reusable_after_flush():
+    generator = _models()["melgan"]().to(DEVICE).eval()
+    mel, _ = _inputs(generator)
+    first, vocoder = _streamed(generator, mel, 5)
+    second = torch.cat(list(vocoder.stream(mel)))
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+
+
+def test_bad_inputs_raise_clear_errors():
+    generator = _models()["melgan"]().to(DEVICE).eval()
+    vocoder = StreamingVocoder(generator, chunk_frames=4)
+    with pytest.raises(ValueError, match="nothing was pushed"):
+        vocoder.flush()
+    with pytest.raises(ValueError, match=f"takes {MEL} mel channels"):
+        vocoder.push(torch.zeros(4, MEL + 1, device=DEVICE))
+    with pytest.raises(ValueError, match="must be"):
+        vocoder.push(torch.zeros(MEL, device=DEVICE))
+    with pytest.raises(ValueError, match="noise is only for Parallel WaveGAN"):
+        vocoder.push(torch.zeros(4, MEL, device=DEVICE), noise=torch.zeros(32, device=DEVICE))
+    with pytest.raises(ValueError, match="chunk_frames"):
+        StreamingVocoder(generator, chunk_frames=0)
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="CUDA graphs need a CUDA device (FASTGAN_TEST_DEVICE=cuda)")
+@pytest.mark.parametrize("name", ["melgan", "hifigan-resblock1", "pwg"])
+def test_cuda_graph_step_equals_eager(name):
+    generator = _models()[name]().to(DEVICE).eval()
+    frames = 60
+    mel, noise = _inputs(generator, frames)
+    eager, vocoder = _streamed(generator, mel, 5, noise)
+    assert vocoder.capture()
+    graphed = torch.cat(list(vocoder.stream(mel, noise)))
+    assert_close_scaled(graphed, eager, REDUCTION, torch.float32)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("kind", ["MelGANGenerator", "HiFiGANGenerator", "ParallelWaveGANGenerator"])
+def test_parallel_wavegan_models_stream_exactly(kind):
+    """The streaming nodes are built from the module tree, so parallel_wavegan's own classes stream too."""
+    models = parallel_wavegan("models")
+    kwargs = {
+        "MelGANGenerator": dict(in_channels=MEL, channels=16, upsample_scales=[4, 2]),
+        "HiFiGANGenerator": dict(
+            in_channels=MEL,
+            channels=16,
+            upsample_scales=[4, 2],
+            upsample_kernel_sizes=[8, 4],
+            resblock_kernel_sizes=(3, 5),
+            resblock_dilations=[(1, 3), (1, 3)],
+        ),  # fmt: skip
+        "ParallelWaveGANGenerator": dict(
+            aux_channels=MEL,
+            layers=4,
+            stacks=2,
+            residual_channels=8,
+            gate_channels=16,
+            skip_channels=8,
+            upsample_params={"upsample_scales": [2, 3]},
+        ),  # fmt: skip
+    }[kind]
+    generator = getattr(models, kind)(**kwargs).to(DEVICE).eval()
+    mel, noise = _inputs(generator)
+    expected = _whole(generator, mel, noise)
+    for chunk in (1, 7):
+        actual, _ = _streamed(generator, mel, chunk, noise)
+        assert_close_scaled(actual, expected, REDUCTION, torch.float32)
