@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="versions, device, and the path each op takes")
     info.set_defaults(run=_info)
+    from fastgan.vocode import add_parser as add_vocode_command  # `vocode`
+
+    add_vocode_command(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 
