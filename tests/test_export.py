@@ -1,0 +1,88 @@
+"""ONNX export through the reference path: the file holds only standard operators and onnxruntime
+reproduces the model's own output (a length other than the traced one: the axes are dynamic).
+
+onnxruntime and PyTorch sum the same fp32 convolution products in different orders: the REDUCTION
+table on outputs scaled to max |expected| = 1.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fastgan
+from tests.conftest import DEVICE
+from tests.tolerances import REDUCTION, assert_close_scaled
+
+onnx = pytest.importorskip("onnx", reason="onnx is a test extra (pip install onnx onnxruntime)")
+onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is a test extra (pip install onnxruntime)")
+
+MEL = 12
+
+
+def _generators():
+    from fastgan.models import HiFiGANGenerator, MelGANGenerator, ParallelWaveGANGenerator
+    from fastgan.nn import PQMF
+
+    def mb_melgan():
+        g = MelGANGenerator(in_channels=MEL, out_channels=4, channels=16, upsample_scales=[2, 2])
+        g.pqmf = PQMF(subbands=4, taps=30)
+        return g
+
+    return {
+        "melgan": lambda: MelGANGenerator(in_channels=MEL, channels=16, upsample_scales=[4, 2]),
+        "mb-melgan": mb_melgan,
+        "hifigan": lambda: HiFiGANGenerator(
+            in_channels=MEL,
+            channels=16,
+            upsample_scales=[4, 2],
+            upsample_kernel_sizes=[8, 4],
+            resblock_kernel_sizes=(3, 5),
+            resblock_dilations=[(1, 3), (1, 3)],
+        ),  # fmt: skip
+        "pwg": lambda: ParallelWaveGANGenerator(
+            aux_channels=MEL,
+            layers=4,
+            stacks=2,
+            residual_channels=8,
+            gate_channels=16,
+            skip_channels=8,
+            upsample_params={"upsample_scales": [2, 3]},
+        ),  # fmt: skip
+    }
+
+
+@pytest.mark.parametrize("name", list(_generators()))
+def test_onnx_round_trip(name, tmp_path):
+    generator = _generators()[name]().eval()
+    path = fastgan.export_onnx(generator, tmp_path / f"{name}.onnx", frames=16)
+    model = onnx.load(path)
+    onnx.checker.check_model(model)
+    assert not [n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")], "non-standard ops in the graph"
+
+    frames = 27  # not the traced length
+    g = torch.Generator().manual_seed(3)
+    mel = torch.randn(frames, MEL, generator=g)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {"mel": mel.t()[None].numpy()}
+    with torch.no_grad():
+        model_on_device = generator.to(DEVICE)
+        if name == "pwg":
+            noise = torch.randn(frames * generator.upsample_factor, 1, generator=g)
+            feeds["noise"] = noise.t()[None].numpy()
+            expected = model_on_device.inference(mel.to(DEVICE), x=noise.to(DEVICE)).reshape(-1).cpu()
+        else:
+            expected = model_on_device.inference(mel.to(DEVICE)).reshape(-1).cpu()
+    (audio,) = session.run(["audio"], feeds)
+    assert_close_scaled(torch.from_numpy(audio).reshape(-1), expected, REDUCTION, torch.float32)
+
+
+def test_export_leaves_the_model_and_backend_alone(tmp_path):
+    generator = _generators()["melgan"]()
+    keys = set(generator.state_dict())
+    backend = fastgan.get_backend()
+    fastgan.export_onnx(generator, tmp_path / "m.onnx", check=False)
+    assert set(generator.state_dict()) == keys  # weight norm still there (folded in a copy)
+    assert fastgan.get_backend() == backend
+    assert not hasattr(torch.ops.fastgan, "__export_leftover__")
+    assert "OpOverloadPacket" in type(torch.ops.fastgan.conv_transpose1d).__name__  # the real op again
