@@ -22,6 +22,7 @@ MEL = 12
 
 def _generators():
     from fastgan.models import HiFiGANGenerator, MelGANGenerator, ParallelWaveGANGenerator
+
     from fastgan.nn import PQMF
 
     def mb_melgan():
