@@ -84,3 +84,29 @@ LOG_MEL = {"frame_peak_rtol": 1e-6, "log10_atol_loud": 1e-4, "loud_below_peak": 
 # on those inputs; the gradient it returns is rounded once to the input dtype (HALF_GRAD).
 STFT_LOSS = {"value_rtol": 1e-5, "grad_rel": 1e-5, "grad_conditioning": 4.0}
 STFT_LOSS_HALF_GRAD = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2}  # ~2 ulps, relative norm
+
+
+# Dilated residual steps (issue 3, part 1: MelGAN's residual stack, HiFi-GAN's ResBlock1/2):
+# outputs and every gradient against a float64 composition of torch ops on the same (rounded)
+# inputs, and against parallel_wavegan's layers. (atol, rtol) with atol a fraction of the expected
+# tensor's largest magnitude (sums of up to C*k ~ 10^3-10^4 products need the tensor's scale).
+# fp32: the kernels dot in 3xTF32 (~fp32 products) or IEEE fp32 in the interpreter, the reference
+# uses oneDNN/cuDNN; another summation order over <= ~10^4 terms is ~1e-6 of the scale. fp16/bf16:
+# fp32 accumulation, but LeakyReLU'd inputs, the intermediate leaky(z) and, in the backward, the
+# recomputed z and dz are rounded once to the storage dtype before the next GEMM (as PyTorch's own
+# half path rounds every intermediate), and each result is rounded once: a few ulps of the scale.
+RESIDUAL_BLOCK = {
+    torch.float32: (2e-5, 1e-4),
+    torch.float16: (4e-3, 8e-3),  # fp16 ulp = 2**-10 ~ 9.8e-4
+    torch.bfloat16: (3e-2, 6e-2),  # bf16 ulp = 2**-7 ~ 7.8e-3
+}
+
+
+# Whole vocoders (models/) against parallel_wavegan 0.6.1's models with the same state_dict:
+# outputs, and every parameter's gradient, scaled to max |expected| = 1 (`assert_close_scaled`).
+# A model chains up to ~40 convolutions, each within RESIDUAL_BLOCK / WAVENET_BLOCK / REDUCTION's
+# fp32 bound (~1e-6..2e-5 of its scale) and computed in another summation order than oneDNN/cuDNN;
+# those errors propagate through the remaining layers (whose gains are O(1) at these
+# initialisations) and add: ~40 x 2e-6 typical. fp32 only: the half-precision paths are the
+# modules' own tests' business.
+MODELS = {torch.float32: (1e-4, 1e-4)}
