@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     from fastgan.vocode import add_parser as add_vocode_command  # `vocode`
 
     add_vocode_command(commands)
+    from fastgan.train import add_commands as add_training_commands  # `train` and `preprocess`
+
+    add_training_commands(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 

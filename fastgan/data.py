@@ -125,16 +125,18 @@ def _prepare(audio: np.ndarray, cfg: MelConfig, min_frames: int) -> Utterance:
 
 
 def segment_with_context(
-    utt: Utterance, start_frame: int, frames: int, cfg: MelConfig
+    utt: Utterance, start_frame: int, frames: int, cfg: MelConfig, mel_context: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(audio, context) for frames ``start_frame .. start_frame + frames - 1`` of ``utt`` (see the module doc)."""
-    if not 0 <= start_frame <= utt.frames - frames:
-        raise ValueError(
-            f"segment [{start_frame}, {start_frame + frames}) outside the {utt.frames} frames of {utt.path}"
-        )
+    """(audio, context) for frames ``start_frame .. start_frame + frames - 1`` of ``utt`` (see the module doc).
+
+    ``mel_context`` extra frames on each side go into ``context`` only (Parallel WaveGAN's ``aux_context_window``).
+    """
+    first, last = start_frame - mel_context, start_frame + frames + mel_context  # mel frames [first, last)
+    if first < 0 or last > utt.frames:
+        raise ValueError(f"mel frames [{first}, {last}) outside the {utt.frames} frames of {utt.path}")
     hop = cfg.hop_size
     audio = utt.audio[start_frame * hop : (start_frame + frames) * hop]
-    context = utt.padded[start_frame * hop : (start_frame + frames - 1) * hop + cfg.fft_size]
+    context = utt.padded[first * hop : (last - 1) * hop + cfg.fft_size]
     return audio, context
 
 
@@ -148,6 +150,8 @@ class AudioMelDataset(torch.utils.data.Dataset):
     seeded by (seed, epoch, index), so an epoch is reproducible whatever the worker count and a resumed run
     draws the same segments; call :meth:`set_epoch` each epoch. Decoded audio is cached in memory (``cache``);
     ``preload`` decodes every file up front, so bad ones are reported once, here, before any worker starts.
+    ``mel_context`` adds that many frames of features on each side of the segment (``context`` only). An index may
+    be an ``(index, draw)`` pair, which seeds the segment with ``draw`` in place of the epoch.
     """
 
     def __init__(
@@ -159,8 +163,10 @@ class AudioMelDataset(torch.utils.data.Dataset):
         cache: bool = True,
         check: bool = True,
         preload: bool = False,
+        mel_context: int = 0,
     ):
         self.mel = mel
+        self.mel_context = mel_context
         self.segment_frames = segment_frames
         self.seed = seed
         self.epoch = 0
@@ -179,7 +185,7 @@ class AudioMelDataset(torch.utils.data.Dataset):
             good = []
             for path in files:
                 try:
-                    utt = _prepare(load_audio(path, mel.sampling_rate), mel, segment_frames or 1)
+                    utt = _prepare(load_audio(path, mel.sampling_rate), mel, self._min_frames)
                 except BadAudioError as error:
                     self._report(str(error), path)
                     continue
@@ -226,11 +232,15 @@ class AudioMelDataset(torch.utils.data.Dataset):
             return self._cache[index]
         path = self.files[index]
         audio = load_audio(path, self.mel.sampling_rate)
-        utt = _prepare(audio, self.mel, self.segment_frames or 1)
+        utt = _prepare(audio, self.mel, self._min_frames)
         utt.path = path
         if self.cache:
             self._cache[index] = utt
         return utt
+
+    @property
+    def _min_frames(self) -> int:
+        return (self.segment_frames or 1) + 2 * self.mel_context
 
     def set_epoch(self, epoch: int):
         self.epoch = int(epoch)
@@ -238,7 +248,10 @@ class AudioMelDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index) -> dict:
+        draw = self.epoch
+        if isinstance(index, tuple):  # (index, draw): the trainer's sampler names the draw itself
+            index, draw = index
         n = len(self.files)
         for step in range(n):
             i = (index + step) % n
@@ -249,15 +262,15 @@ class AudioMelDataset(torch.utils.data.Dataset):
             except BadAudioError as error:
                 self._report(str(error), self.files[i])
                 continue
-            return self._item(utt, i, index)
+            return self._item(utt, i, index, draw)
         raise RuntimeError(f"every one of the {n} audio files was reported bad: {self.reported[:5]} ...")
 
-    def _item(self, utt: Utterance, i: int, index: int) -> dict:
-        cfg = self.mel
-        frames = self.segment_frames or utt.frames
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        start = int(rng.integers(0, utt.frames - frames + 1))
-        audio, context = segment_with_context(utt, start, frames, cfg)
+    def _item(self, utt: Utterance, i: int, index: int, draw: int) -> dict:
+        w = self.mel_context
+        frames = self.segment_frames or utt.frames - 2 * w
+        rng = np.random.default_rng([self.seed, draw, index])
+        start = int(rng.integers(w, utt.frames - frames - w + 1))
+        audio, context = segment_with_context(utt, start, frames, self.mel, w)
         return {
             "audio": torch.from_numpy(audio.copy())[None],
             "context": torch.from_numpy(context.copy()),

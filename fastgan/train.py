@@ -1,0 +1,926 @@
+"""One training loop for every fastgan model, configured by a YAML file with parallel_wavegan's keys.
+
+Two families share the loop (:class:`Trainer`):
+
+* **vocoders** (MelGAN, Parallel WaveGAN, HiFi-GAN V1-V3, Multi-band MelGAN): log-mels -> waveform. The step
+  follows parallel_wavegan 0.6.1's ``bin/train.py``: the generator's auxiliary losses (multi-resolution STFT,
+  sub-band STFT with the 0.5/0.5 balance, mel L1), times ``lambda_aux``; after ``discriminator_train_start_steps``
+  the adversarial loss (plus ``lambda_feat_match`` x feature matching) times ``lambda_adv``; then one discriminator
+  step on a fresh prediction. Features are computed on the training device from each segment's audio context
+  (:mod:`fastgan.data`) and normalised with the corpus statistics (``stats`` key, or computed at the start).
+* **WGAN-GP** (WaveGAN, conditional WaveGAN, controllable WaveGAN with an auxiliary classifier, SpecGAN):
+  ``critic_steps`` (5) critic updates, each on a fresh real batch, with the gradient penalty (lambda = 10), then one
+  generator update.
+
+Checkpoints (``checkpoint-<steps>steps.pkl``, parallel_wavegan's layout: ``model``/``optimizer``/``scheduler``/
+``steps`` plus fastgan's ``rng``, ``samples``, ``config``, ``stats``) are written to a temporary file and renamed;
+``resume=True`` restores models, optimisers, schedulers, RNG states and the data position, so a resumed run
+matches an uninterrupted one. A non-finite loss stops the run before any parameter update with
+:class:`NonFiniteLossError` naming the step and the loss; no checkpoint is written after it. Losses go to a
+progress bar, ``losses.csv`` and, when the ``tensorboard`` package is installed, TensorBoard scalars.
+Multi-GPU / multi-node: launch with ``torchrun``; DistributedDataParallel, per-rank data streams, rank-0 logging
+and checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import os
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastgan import losses as L
+from fastgan.audio import LogMelSpectrogram, MelConfig, MelStats, compute_stats, load_stats, normalize, save_stats
+
+__all__ = ["ConfigError", "NonFiniteLossError", "Trainer", "load_config", "latest_checkpoint", "load_generator"]
+
+log = logging.getLogger("fastgan.train")
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# parallel_wavegan's defaults for keys a config may leave out
+DEFAULTS = {
+    "window": "hann",
+    "win_length": None,
+    "num_mels": 80,
+    "fmin": 80,
+    "fmax": 7600,
+    "generator_params": {},
+    "discriminator_params": {},
+    "use_stft_loss": True,
+    "stft_loss_params": {},
+    "use_subband_stft_loss": False,
+    "subband_stft_loss_params": {
+        "fft_sizes": [384, 683, 171],
+        "hop_sizes": [30, 60, 10],
+        "win_lengths": [150, 300, 60],
+    },
+    "use_mel_loss": False,
+    "mel_loss_params": {},
+    "use_feat_match_loss": False,
+    "feat_match_loss_params": {},
+    "generator_adv_loss_params": {},
+    "discriminator_adv_loss_params": {},
+    "lambda_aux": 1.0,
+    "lambda_adv": 4.0,
+    "lambda_feat_match": 25.0,
+    "pqmf_params": {},
+    "generator_optimizer_type": "Adam",
+    "generator_optimizer_params": {"lr": 1e-4},
+    "generator_scheduler_type": "StepLR",
+    "generator_scheduler_params": {"step_size": 10**9, "gamma": 0.5},
+    "generator_grad_norm": -1,
+    "discriminator_optimizer_type": "Adam",
+    "discriminator_optimizer_params": {"lr": 1e-4},
+    "discriminator_scheduler_type": "StepLR",
+    "discriminator_scheduler_params": {"step_size": 10**9, "gamma": 0.5},
+    "discriminator_grad_norm": -1,
+    "discriminator_train_start_steps": 0,
+    "generator_train_start_steps": 0,
+    "num_workers": 0,
+    "pin_memory": False,
+    "save_interval_steps": 1000,
+    "eval_interval_steps": 1000,
+    "log_interval_steps": 100,
+    "keep_checkpoints": 3,
+    "seed": 1,
+    "amp": None,  # "bf16": bf16 autocast of the model forwards on CUDA
+    # WGAN-GP family (fastgan keys)
+    "critic_steps": L.WGAN_CRITIC_STEPS,
+    "gradient_penalty_weight": L.WGAN_GP_WEIGHT,
+    "classifier_type": None,
+    "classifier_params": {},
+    "classifier_optimizer_type": "Adam",
+    "classifier_optimizer_params": {"lr": 1e-4, "betas": [0.5, 0.9]},
+    "lambda_ac": 1.0,
+    "specgan_fit_batches": 8,
+}
+
+REQUIRED = (
+    "sampling_rate",
+    "fft_size",
+    "hop_size",
+    "generator_type",
+    "batch_size",
+    "batch_max_steps",
+    "train_max_steps",
+)
+WGAN_GENERATORS = ("WaveGANGenerator", "SpecGANGenerator")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be trained: the message names the file and the key."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became inf or NaN; the run stopped before using it."""
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        out[key] = value
+    return out
+
+
+def load_config(path: str | os.PathLike | dict, overrides: dict | None = None) -> dict:
+    """Read a YAML config (or take a dict), apply ``overrides`` and the defaults, and check required keys.
+
+    A ``path`` without a folder that does not exist is looked up in fastgan's ``configs/`` (``melgan`` or
+    ``melgan.yaml``).
+    """
+    import yaml
+
+    if isinstance(path, dict):
+        name, raw = "<dict>", copy.deepcopy(path)
+    else:
+        p = Path(path)
+        if not p.exists() and p.parent == Path("."):
+            candidate = CONFIG_DIR / (p.name if p.suffix else p.name + ".yaml")
+            p = candidate if candidate.exists() else p
+        if not p.exists():
+            raise ConfigError(
+                f"config {path} does not exist (bundled: {', '.join(sorted(c.stem for c in CONFIG_DIR.glob('*.yaml')))})"
+            )
+        name = str(p)
+        raw = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{name}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    raw.update(overrides or {})
+    missing = [k for k in REQUIRED if k not in raw]
+    if missing:
+        raise ConfigError(f"{name}: missing required config key(s): {', '.join(missing)}")
+    config = _merge(DEFAULTS, raw)
+    config["_source"] = name
+    if config["batch_max_steps"] % config["hop_size"] != 0:
+        raise ConfigError(
+            f"{name}: batch_max_steps={config['batch_max_steps']} must be a multiple of hop_size={config['hop_size']}"
+        )
+    if config["generator_type"] not in WGAN_GENERATORS and "discriminator_type" not in config:
+        raise ConfigError(f"{name}: missing required config key: discriminator_type")
+    return config
+
+
+def _model_class(name: str, key: str, source: str):
+    import fastgan.models as models
+
+    cls = getattr(models, name, None)
+    if cls is None or not isinstance(cls, type):
+        raise ConfigError(f"{source}: {key}={name!r} is not a model in fastgan.models")
+    return cls
+
+
+def _check_finite(step: int, values: dict[str, float]):
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"step {step}: loss {name} is {value}; the run stopped before using it (no checkpoint written)"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The data stream: batch k of rank r holds the positions [(k * world + r) * B, ... + B) of one endless sequence,
+# each position naming (a file from the permutation of its epoch, a segment draw) -- a pure function of the seed,
+# so a resumed run (or one with another worker count) sees the same batches.
+
+
+class _Stream(torch.utils.data.Sampler):
+    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start_batch, self.rank, self.world = start_batch, rank, world
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            self._perms = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))}
+        return self._perms[epoch]
+
+    def __iter__(self):
+        k = self.start_batch
+        while True:
+            first = (k * self.world + self.rank) * self.batch_size
+            for pos in range(first, first + self.batch_size):
+                yield int(self._perm(pos // self.n)[pos % self.n]), pos
+            k += 1
+
+
+def _rng_state() -> dict:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)steps\.pkl$")
+
+
+def latest_checkpoint(out: str | os.PathLike) -> Path | None:
+    """The checkpoint with the most steps in ``out`` (temporary files are never matched)."""
+    found = [
+        (int(m.group(1)), p) for p in Path(out).glob("checkpoint-*steps.pkl") if (m := CHECKPOINT_RE.search(p.name))
+    ]
+    return max(found)[1] if found else None
+
+
+def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(generator in eval mode, config, MelStats or None) from a fastgan (or parallel_wavegan) checkpoint."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    config = state.get("config")
+    if config is None:
+        raise ConfigError(f"{checkpoint}: no config inside (a parallel_wavegan checkpoint needs its config.yml)")
+    cls = _model_class(config["generator_type"], "generator_type", str(checkpoint))
+    generator = cls(**config["generator_params"])
+    generator.load_state_dict(state["model"]["generator"])
+    stats = state.get("stats")
+    stats = MelStats(stats["mean"], stats["scale"]) if stats else None
+    return generator.to(device).eval(), config, stats
+
+
+class Trainer:
+    """Train the model a config describes on the audio in ``data``, writing into ``out``.
+
+    ``valid``: a folder or list file of held-out audio; vocoders report its multi-resolution STFT distance every
+    ``eval_interval_steps``. ``device``: default CUDA when available. Under ``torchrun`` (``WORLD_SIZE`` > 1) each
+    process trains one replica (DistributedDataParallel; gloo on CPU, NCCL on CUDA).
+    """
+
+    def __init__(
+        self,
+        config: dict,
+        data: str | os.PathLike,
+        out: str | os.PathLike,
+        valid: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ):
+        from fastgan.data import AudioMelDataset
+
+        self.config = config
+        self.out = Path(out)
+        self.progress = progress
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.distributed = self.world > 1
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.distributed:
+            import torch.distributed as dist
+
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.is_main = self.rank == 0
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        source = config.get("_source", "<config>")
+        self.wgan = config["generator_type"] in WGAN_GENERATORS
+        self.specgan = config["generator_type"] == "SpecGANGenerator"
+        self.mel = MelConfig.from_config(config)
+        self.hop = config["hop_size"]
+        self.segment_frames = config["batch_max_steps"] // self.hop
+        gen_cls = _model_class(config["generator_type"], "generator_type", source)
+        self.noise_input = config["generator_type"] == "ParallelWaveGANGenerator"
+        mel_context = config["generator_params"].get("aux_context_window", 2) if self.noise_input else 0
+        seed = int(config["seed"])
+        torch.manual_seed(seed + self.rank)
+        np.random.seed(seed + self.rank)
+        random.seed(seed + self.rank)
+
+        self.dataset = AudioMelDataset(
+            data, self.mel, segment_frames=self.segment_frames, seed=seed, preload=True, mel_context=mel_context
+        )
+        self.valid = AudioMelDataset(valid, self.mel, segment_frames=None, preload=True) if valid else None
+        num_classes = len(self.dataset.labels)
+
+        gen_params = dict(config["generator_params"])
+        dis_params = dict(config.get("discriminator_params", {}))
+        for params in (gen_params, dis_params):
+            if params.get("num_classes") == "auto":
+                if num_classes < 2:
+                    raise ConfigError(f"{source}: num_classes: auto needs at least 2 label folders in {data}")
+                params["num_classes"] = num_classes
+        self.config = config = copy.deepcopy(config)  # the checkpoint keeps the resolved parameters
+        config["generator_params"], config["discriminator_params"] = gen_params, dis_params
+        self.conditional = gen_params.get("num_classes") is not None
+        self.d_conditional = dis_params.get("num_classes") is not None
+        self.models: dict[str, torch.nn.Module] = {"generator": gen_cls(**gen_params)}
+        if self.wgan:
+            dis_type = config.get("discriminator_type", config["generator_type"].replace("Generator", "Discriminator"))
+        else:
+            dis_type = config["discriminator_type"]
+        self.models["discriminator"] = _model_class(dis_type, "discriminator_type", source)(**dis_params)
+        if config["classifier_type"]:
+            cls_params = dict(config["classifier_params"])
+            if cls_params.get("num_classes", "auto") == "auto":
+                cls_params["num_classes"] = num_classes
+            config["classifier_params"] = cls_params
+            self.models["classifier"] = _model_class(config["classifier_type"], "classifier_type", source)(**cls_params)
+        if self.specgan:
+            from fastgan.models import SpecGANTransform
+
+            self.models["transform"] = SpecGANTransform(**config.get("transform_params", {}))
+        for model in self.models.values():
+            model.to(self.device)
+
+        self.pqmf = None
+        if not self.wgan:
+            if gen_params.get("out_channels", 1) > 1:
+                from fastgan.nn import PQMF
+
+                self.pqmf = PQMF(subbands=gen_params["out_channels"], **config["pqmf_params"]).to(self.device)
+            self.melspec = LogMelSpectrogram(self.mel).to(self.device)
+            self.criterion = {}
+            if config["use_stft_loss"]:
+                self.criterion["stft"] = L.MultiResolutionSTFTLoss(**config["stft_loss_params"]).to(self.device)
+            if config["use_subband_stft_loss"]:
+                if self.pqmf is None:
+                    raise ConfigError(f"{source}: use_subband_stft_loss needs generator_params.out_channels > 1")
+                self.criterion["sub_stft"] = L.MultiResolutionSTFTLoss(**config["subband_stft_loss_params"]).to(
+                    self.device
+                )
+            if config["use_mel_loss"]:
+                params = {"fs": config["sampling_rate"], "fft_size": config["fft_size"], "hop_size": self.hop}
+                params.update(config["mel_loss_params"])
+                self.criterion["mel"] = L.MelSpectrogramLoss(**params).to(self.device)
+            self.gen_adv = L.GeneratorAdversarialLoss(**config["generator_adv_loss_params"])
+            self.dis_adv = L.DiscriminatorAdversarialLoss(**config["discriminator_adv_loss_params"])
+            self.feat_match = L.FeatureMatchLoss(**config["feat_match_loss_params"])
+
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            for name in ("generator", "discriminator", "classifier"):
+                if name in self.models:
+                    self.models[name] = DDP(self.models[name], device_ids=ids)
+
+        self.optimizers, self.schedulers = {}, {}
+        for name in ("generator", "discriminator", "classifier"):
+            if name not in self.models:
+                continue
+            opt_cls = getattr(torch.optim, config[f"{name}_optimizer_type"], None)
+            if opt_cls is None:
+                raise ConfigError(
+                    f"{source}: {name}_optimizer_type={config[f'{name}_optimizer_type']!r} is not in torch.optim"
+                )
+            self.optimizers[name] = opt_cls(self.models[name].parameters(), **config[f"{name}_optimizer_params"])
+            sched_type = config.get(f"{name}_scheduler_type", "StepLR")
+            sched_cls = getattr(torch.optim.lr_scheduler, sched_type, None)
+            if sched_cls is None:
+                raise ConfigError(f"{source}: {name}_scheduler_type={sched_type!r} is not in torch.optim.lr_scheduler")
+            sched_params = config.get(f"{name}_scheduler_params", {"step_size": 10**9, "gamma": 1.0})
+            self.schedulers[name] = sched_cls(self.optimizers[name], **sched_params)
+
+        self.steps = 0
+        self.samples_batches = 0  # batches drawn from the stream by this rank
+        self.stats = None
+        checkpoint = latest_checkpoint(self.out) if resume else None
+        if resume and checkpoint is None:
+            log.warning("--resume: no checkpoint in %s, starting from step 0", self.out)
+        if checkpoint is not None:
+            self._load(checkpoint)
+        elif not self.wgan:
+            self.stats = load_stats(config["stats"]) if config.get("stats") else self._corpus_stats()
+        elif self.specgan:
+            self._fit_specgan_transform()
+        if self.stats is not None and self.is_main:
+            save_stats(self.out / "stats.npy", self.stats)
+        self.resumed_from = checkpoint
+        self._writer = None
+
+    # -- set-up helpers -----------------------------------------------------------------------------------------------
+    def _corpus_stats(self) -> MelStats:
+        """Statistics over every frame of the training utterances (parallel_wavegan's compute_statistics)."""
+        feats = []
+        with torch.no_grad():
+            for i in range(len(self.dataset)):
+                utt = self.dataset.utterance(i)
+                audio = torch.from_numpy(utt.audio).to(self.device)
+                feats.append(self.melspec(audio)[0].T.cpu().numpy())
+        return compute_stats(feats)
+
+    def _fit_specgan_transform(self):
+        loader = self._loader(start_batch=10**6)  # a part of the stream training never reaches
+        it = iter(loader)
+        waves = torch.cat([next(it)["audio"] for _ in range(self.config["specgan_fit_batches"])])
+        self.models["transform"].fit(waves[:, 0].to(self.device))
+
+    def _loader(self, start_batch: int):
+        stream = _Stream(
+            len(self.dataset), self.config["batch_size"], int(self.config["seed"]), start_batch, self.rank, self.world
+        )
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=self.config["batch_size"],
+            sampler=stream,
+            num_workers=self.config["num_workers"],
+            pin_memory=self.config["pin_memory"] and self.device.type == "cuda",
+            generator=torch.Generator(),  # leaves the global RNG alone (exact resume)
+            persistent_workers=False,
+        )
+
+    def _module(self, name: str) -> torch.nn.Module:
+        model = self.models[name]
+        return model.module if hasattr(model, "module") else model
+
+    def _autocast(self):
+        if self.config["amp"] == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    # -- checkpoints --------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = _rng_state()
+        if self.distributed:
+            import torch.distributed as dist
+
+            states = [None] * self.world
+            dist.all_gather_object(states, rng)
+            rng = {"ranks": states}
+        return {
+            "model": {name: self._module(name).state_dict() for name in self.models},
+            "optimizer": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scheduler": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "steps": self.steps,
+            "batches": self.samples_batches,
+            "rng": rng,
+            "config": {k: v for k, v in self.config.items() if not k.startswith("_")},
+            "stats": None if self.stats is None else {"mean": self.stats.mean, "scale": self.stats.scale},
+            "labels": self.dataset.labels,
+            "world_size": self.world,
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoint-<steps>steps.pkl`` atomically (rank 0); keep the newest ``keep_checkpoints``."""
+        state = self.state_dict()  # every rank takes part (RNG gather)
+        if not self.is_main:
+            return None
+        for name, model in state["model"].items():
+            for key, tensor in model.items():
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise NonFiniteLossError(f"step {self.steps}: {name}.{key} holds non-finite values; not saved")
+        target = self.out / f"checkpoint-{self.steps}steps.pkl"
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        keep = int(self.config["keep_checkpoints"])
+        if keep > 0:
+            found = sorted(
+                (int(m.group(1)), p)
+                for p in self.out.glob("checkpoint-*steps.pkl")
+                if (m := CHECKPOINT_RE.search(p.name))
+            )
+            for _, old in found[:-keep]:
+                old.unlink(missing_ok=True)
+        return target
+
+    def _load(self, path: Path):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        for name in self.models:
+            self._module(name).load_state_dict(state["model"][name])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizer"][name])
+        for name, sched in self.schedulers.items():
+            sched.load_state_dict(state["scheduler"][name])
+        self.steps = int(state["steps"])
+        self.samples_batches = int(state["batches"])
+        stats = state.get("stats")
+        self.stats = MelStats(stats["mean"], stats["scale"]) if stats else None
+        rng = state["rng"]
+        if "ranks" in rng:
+            if len(rng["ranks"]) != self.world:
+                raise ConfigError(f"{path}: written by {len(rng['ranks'])} processes, resumed with {self.world}")
+            rng = rng["ranks"][self.rank]
+        _set_rng_state(rng)
+        if self.is_main:
+            log.info("resumed from %s at step %d", path, self.steps)
+
+    # -- logging ------------------------------------------------------------------------------------------------------
+    def _csv_reset(self, names: list[str]):
+        """losses.csv: rows after the resumed step (from a run that died before its next checkpoint) are dropped."""
+        path = self.out / "losses.csv"
+        header = ["step", "elapsed_s", "steps_per_s", *names]
+        rows = []
+        if path.exists() and self.steps > 0:
+            with open(path, newline="") as f:
+                reader = csv.reader(f)
+                old_header = next(reader, None)
+                if old_header == header:
+                    rows = [r for r in reader if r and int(r[0]) <= self.steps]
+        tmp = path.with_name("losses.csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        self._csv_names = names
+
+    def _csv_row(self, elapsed: float, rate: float, values: dict[str, float]):
+        with open(self.out / "losses.csv", "a", newline="") as f:
+            row = [self.steps, f"{elapsed:.3f}", f"{rate:.4f}"]
+            row += ["" if n not in values else f"{values[n]:.6g}" for n in self._csv_names]
+            csv.writer(f).writerow(row)
+        if self._writer is not None:
+            for name, value in values.items():
+                self._writer.add_scalar(name, value, self.steps)
+
+    def loss_names(self) -> list[str]:
+        c = self.config
+        if self.wgan:
+            names = ["generator_loss", "critic_loss", "real_loss", "fake_loss", "gradient_penalty"]
+            if "classifier" in self.models:
+                names += ["classifier_loss", "aux_classifier_loss"]
+            return names
+        names = ["generator_loss"]
+        if c["use_stft_loss"]:
+            names += ["spectral_convergence_loss", "log_stft_magnitude_loss"]
+        if c["use_subband_stft_loss"]:
+            names += ["sub_spectral_convergence_loss", "sub_log_stft_magnitude_loss"]
+        if c["use_mel_loss"]:
+            names.append("mel_loss")
+        names.append("adversarial_loss")
+        if c["use_feat_match_loss"]:
+            names.append("feature_matching_loss")
+        names += ["real_loss", "fake_loss", "discriminator_loss"]
+        if self.valid is not None:
+            names.append("valid_stft_distance")
+        return names
+
+    # -- one step -----------------------------------------------------------------------------------------------------
+    def _features(self, batch) -> torch.Tensor:
+        context = batch["context"].to(self.device, non_blocking=True)
+        with torch.no_grad():
+            mel = self.melspec(context, center=False)
+            return normalize(mel, self.stats, mel_axis=1)
+
+    def _generate(self, c: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(full-band waveform, sub-band waveform or None)."""
+        generator = self.models["generator"]
+        with self._autocast():
+            if self.noise_input:
+                z = torch.randn(c.size(0), 1, length, device=self.device)
+                y_ = generator(z, c)
+            else:
+                y_ = generator(c)
+        y_ = y_.float()
+        if self.pqmf is not None:
+            return self.pqmf.synthesis(y_), y_
+        return y_, None
+
+    def _optimize(self, name: str, loss: torch.Tensor):
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.get(f"{name}_grad_norm", -1)
+        if clip and clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.models[name].parameters(), clip)
+        opt.step()
+        self.schedulers[name].step()
+
+    def _discriminate(self, y):
+        with self._autocast():
+            return self.models["discriminator"](y)
+
+    def _vocoder_step(self, it) -> dict[str, float]:
+        c = self.config
+        batch = next(it)
+        self.samples_batches += 1
+        y = batch["audio"].to(self.device, non_blocking=True)
+        feats = self._features(batch)
+        values: dict[str, float] = {}
+        adversarial = self.steps > c["discriminator_train_start_steps"]
+        if self.steps >= c["generator_train_start_steps"]:
+            y_, y_mb_ = self._generate(feats, y.size(-1))
+            gen_loss = torch.zeros((), device=self.device)
+            if "stft" in self.criterion:
+                sc, mag = self.criterion["stft"](y_.squeeze(1), y.squeeze(1))
+                gen_loss = gen_loss + sc + mag
+                values["spectral_convergence_loss"], values["log_stft_magnitude_loss"] = sc.item(), mag.item()
+            if "sub_stft" in self.criterion:
+                gen_loss = gen_loss * 0.5  # parallel_wavegan's balance with the sub-band loss
+                y_mb = self.pqmf.analysis(y)
+                sc, mag = self.criterion["sub_stft"](y_mb_, y_mb)
+                gen_loss = gen_loss + 0.5 * (sc + mag)
+                values["sub_spectral_convergence_loss"], values["sub_log_stft_magnitude_loss"] = sc.item(), mag.item()
+            if "mel" in self.criterion:
+                mel_loss = self.criterion["mel"](y_, y)
+                gen_loss = gen_loss + mel_loss
+                values["mel_loss"] = mel_loss.item()
+            gen_loss = gen_loss * c["lambda_aux"]
+            if adversarial:
+                p_ = self._discriminate(y_)
+                adv_loss = self.gen_adv(p_)
+                values["adversarial_loss"] = adv_loss.item()
+                if c["use_feat_match_loss"]:
+                    with torch.no_grad():
+                        p = self._discriminate(y)
+                    fm_loss = self.feat_match(p_, p)
+                    values["feature_matching_loss"] = fm_loss.item()
+                    adv_loss = adv_loss + c["lambda_feat_match"] * fm_loss
+                gen_loss = gen_loss + c["lambda_adv"] * adv_loss
+            values["generator_loss"] = gen_loss.item()
+            _check_finite(self.steps, values)
+            self._optimize("generator", gen_loss)
+        if adversarial:
+            with torch.no_grad():
+                y_, _ = self._generate(feats, y.size(-1))
+            p = self._discriminate(y)
+            p_ = self._discriminate(y_.detach())
+            real_loss, fake_loss = self.dis_adv(p_, p)
+            dis_loss = real_loss + fake_loss
+            d_values = {
+                "real_loss": real_loss.item(),
+                "fake_loss": fake_loss.item(),
+                "discriminator_loss": dis_loss.item(),
+            }
+            _check_finite(self.steps, d_values)
+            values.update(d_values)
+            self._optimize("discriminator", dis_loss)
+        return values
+
+    def _wgan_real(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        wave = batch["audio"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device)
+        real = self.models["transform"](wave[:, 0]) if self.specgan else wave
+        return wave, real, labels
+
+    def _wgan_step(self, it) -> dict[str, float]:
+        c = self.config
+        G, D = self.models["generator"], self.models["discriminator"]
+        gen = self._module("generator")
+        values: dict[str, float] = {}
+        sums = {"critic_loss": 0.0, "real_loss": 0.0, "fake_loss": 0.0, "gradient_penalty": 0.0, "classifier_loss": 0.0}
+        g_labels = None
+        for _ in range(int(c["critic_steps"])):
+            batch = next(it)
+            self.samples_batches += 1
+            wave, real, labels = self._wgan_real(batch)
+            g_labels = labels if self.conditional else None
+            d_args = (labels,) if self.d_conditional else ()
+            with torch.no_grad(), self._autocast():
+                fake = G(gen.sample_latent(real.size(0), self.device), g_labels).float()
+            with self._autocast():
+                d_real, d_fake = D(real, *d_args).float(), D(fake, *d_args).float()
+            real_loss, fake_loss = L.discriminator_adversarial_loss(d_fake, d_real, "wgan")
+            gp = L.gradient_penalty(D, real, fake, c["gradient_penalty_weight"], *d_args)
+            critic_loss = real_loss + fake_loss + gp
+            step_values = {
+                "critic_loss": critic_loss.item(),
+                "real_loss": real_loss.item(),
+                "fake_loss": fake_loss.item(),
+                "gradient_penalty": gp.item(),
+            }
+            if "classifier" in self.models:
+                with self._autocast():
+                    logits = self.models["classifier"](wave).float()
+                cls_loss = L.auxiliary_classifier_loss(logits, labels)
+                step_values["classifier_loss"] = cls_loss.item()
+            _check_finite(self.steps, step_values)
+            self._optimize("discriminator", critic_loss)
+            if "classifier" in self.models:
+                self._optimize("classifier", cls_loss)
+            for k, v in step_values.items():
+                sums[k] += v / c["critic_steps"]
+        values.update({k: v for k, v in sums.items() if k != "classifier_loss" or "classifier" in self.models})
+        batch_size = c["batch_size"]
+        if g_labels is None and "classifier" in self.models:
+            g_labels = torch.randint(0, self._module("classifier").num_classes, (batch_size,), device=self.device)
+        with self._autocast():
+            fake = G(gen.sample_latent(batch_size, self.device), g_labels if self.conditional else None).float()
+            d_fake = D(fake, *((g_labels,) if self.d_conditional else ())).float()
+        gen_loss = L.generator_adversarial_loss(d_fake, "wgan")
+        if "classifier" in self.models:
+            wave_fake = fake if not self.specgan else None
+            if wave_fake is None:
+                raise ConfigError("the auxiliary classifier is for WaveGAN (waveform) generators")
+            with self._autocast():
+                logits = self.models["classifier"](wave_fake).float()
+            aux = L.auxiliary_classifier_loss(logits, g_labels)
+            values["aux_classifier_loss"] = aux.item()
+            gen_loss = gen_loss + c["lambda_ac"] * aux
+        values["generator_loss"] = gen_loss.item()
+        _check_finite(self.steps, values)
+        self._optimize("generator", gen_loss)
+        return values
+
+    # -- validation ---------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean multi-resolution STFT distance (spectral convergence + log magnitude) over the validation set."""
+        if self.valid is None or self.wgan:
+            return None
+        G = self._module("generator")
+        G.eval()
+        stft = L.MultiResolutionSTFTLoss().to(self.device)
+        total = 0.0
+        w = self.dataset.mel_context
+        for i in range(len(self.valid)):
+            utt = self.valid.utterance(i)
+            audio = torch.from_numpy(utt.audio).to(self.device)  # the aligned utterance: frames * hop samples
+            padded = torch.from_numpy(utt.padded).to(self.device)  # the same frames, without the alignment pad
+            mel = normalize(self.melspec(padded, center=False), self.stats, mel_axis=1)
+            if w:
+                mel = torch.nn.functional.pad(mel, (w, w), mode="replicate")
+            y_, _ = self._generate(mel, audio.numel())
+            sc, mag = stft(y_.reshape(1, -1)[:, : audio.numel()], audio[None])
+            total += (sc + mag).item()
+        G.train()
+        return total / len(self.valid)
+
+    # -- the loop -----------------------------------------------------------------------------------------------------
+    def train(self, max_steps: int | None = None) -> dict:
+        """Train until ``train_max_steps`` (or ``max_steps``, for a shorter run); returns a summary."""
+        c = self.config
+        end = min(c["train_max_steps"], max_steps if max_steps is not None else c["train_max_steps"])
+        for model in self.models.values():
+            model.train()
+        if self.is_main:
+            self._csv_reset(self.loss_names())
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:
+                self._writer = None
+        it = iter(self._loader(self.samples_batches))
+        step_fn = self._wgan_step if self.wgan else self._vocoder_step
+        bar = None
+        if self.progress and self.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=end, initial=self.steps, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        start_time = time.perf_counter()
+        interval_start, interval_steps = start_time, 0
+        last_saved = None
+        try:
+            while self.steps < end:
+                values = step_fn(it)
+                self.steps += 1
+                interval_steps += 1
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
+                if bar is not None:
+                    bar.update(1)
+                if self.steps % c["eval_interval_steps"] == 0 and self.valid is not None:
+                    distance = self.validate()
+                    if distance is not None:
+                        sums["valid_stft_distance"] = distance
+                        counts["valid_stft_distance"] = 1
+                if self.steps % c["log_interval_steps"] == 0 or self.steps == end:
+                    now = time.perf_counter()
+                    rate = interval_steps / max(now - interval_start, 1e-9)
+                    means = {k: sums[k] / counts[k] for k in sums}
+                    if self.is_main:
+                        self._csv_row(now - start_time, rate, means)
+                        if bar is not None:
+                            shown = {
+                                k: f"{v:.3g}"
+                                for k, v in means.items()
+                                if k in ("generator_loss", "discriminator_loss", "critic_loss", "valid_stft_distance")
+                            }
+                            bar.set_postfix(shown, refresh=False)
+                    sums, counts = {}, {}
+                    interval_start, interval_steps = now, 0
+                if self.steps % c["save_interval_steps"] == 0 or self.steps == end:
+                    last_saved = self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+            if self._writer is not None:
+                self._writer.close()
+        return {
+            "steps": self.steps,
+            "checkpoint": None if last_saved is None else str(last_saved),
+            "seconds": time.perf_counter() - start_time,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CLI: `fastgan train` and `fastgan preprocess` (registered by fastgan.cli)
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    import yaml
+
+    overrides = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _cmd_train(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config, _parse_overrides(args.set))
+        trainer = Trainer(
+            config,
+            args.data,
+            args.out,
+            valid=args.valid,
+            device=args.device,
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
+        summary = trainer.train(max_steps=args.steps)
+    except (ConfigError, NonFiniteLossError, FileNotFoundError, ValueError) as error:
+        print(f"fastgan train: error: {error}", file=sys.stderr)
+        return 2
+    if trainer.is_main:
+        print(f"trained to step {summary['steps']} in {summary['seconds']:.1f} s; checkpoint {summary['checkpoint']}")
+    return 0
+
+
+def _cmd_preprocess(args) -> int:
+    from fastgan.data import preprocess
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        mel = MelConfig()
+        if args.config:
+            import yaml
+
+            path = Path(args.config)
+            if not path.exists() and (CONFIG_DIR / (path.name if path.suffix else path.name + ".yaml")).exists():
+                path = CONFIG_DIR / (path.name if path.suffix else path.name + ".yaml")
+            if not path.exists():
+                raise ConfigError(f"config {args.config} does not exist")
+            mel = MelConfig.from_config(yaml.safe_load(path.read_text()) or {})
+        summary = preprocess(
+            args.data, args.out, mel, fmt=args.format, device=args.device, progress=not args.no_progress
+        )
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"fastgan preprocess: error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"{summary['utterances']} utterances, {summary['frames']} frames -> {args.out} "
+        f"({len(summary['skipped'])} skipped); statistics in {summary['stats']}"
+    )
+    return 0
+
+
+def add_commands(commands) -> None:
+    """Register ``train`` and ``preprocess`` on the ``fastgan`` command's subparsers."""
+    train = commands.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description="Train a fastgan model. Configs use parallel_wavegan's keys; bundled ones: "
+        + ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))),
+    )
+    train.add_argument("--config", required=True, help="YAML config (a path, or the name of a bundled config)")
+    train.add_argument("--data", required=True, help="folder of audio (searched recursively) or a list file")
+    train.add_argument("--out", required=True, help="output folder: checkpoints, losses.csv, stats.npy")
+    train.add_argument("--valid", default=None, help="held-out audio (folder or list) for the validation STFT distance")
+    train.add_argument("--resume", action="store_true", help="continue exactly from the newest checkpoint in --out")
+    train.add_argument("--steps", type=int, default=None, help="stop after this many steps (default train_max_steps)")
+    train.add_argument("--device", default=None, help="torch device (default cuda when available)")
+    train.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override top-level config keys (YAML values)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(run=_cmd_train)
+
+    pre = commands.add_parser(
+        "preprocess",
+        help="write parallel_wavegan-style features (and stats) for a corpus",
+        description="Log-mel features and aligned waveforms for every audio file, as parallel_wavegan's "
+        "preprocess writes them (<utt>.h5 with wave/feats, or <utt>-wave.npy/<utt>-feats.npy), plus stats.",
+    )
+    pre.add_argument("--data", required=True, help="folder of audio or a list file")
+    pre.add_argument("--out", required=True, help="dump folder")
+    pre.add_argument("--config", default=None, help="YAML config for the feature keys (default: the PWG recipe's)")
+    pre.add_argument("--format", choices=("hdf5", "npy"), default="hdf5")
+    pre.add_argument("--device", default=None, help="torch device for the features (default cuda when available)")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.set_defaults(run=_cmd_preprocess)
