@@ -198,6 +198,36 @@ class AudioMelDataset(torch.utils.data.Dataset):
         self.labels = sorted({f.parent.name for f in files})
         self._label_of = {name: i for i, name in enumerate(self.labels)}
 
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: list[np.ndarray],
+        mel: MelConfig,
+        segment_frames: int | None = 32,
+        labels: list[str] | None = None,
+        seed: int = 0,
+        mel_context: int = 0,
+    ) -> AudioMelDataset:
+        """An in-memory dataset of waveforms already at ``mel.sampling_rate`` (no files; for benchmarks and tests).
+
+        ``labels``: one class name per array (default: all ``"0"``).
+        """
+        if not arrays:
+            raise ValueError("from_arrays: no waveforms given")
+        self = cls.__new__(cls)
+        self.mel, self.segment_frames, self.seed, self.epoch = mel, segment_frames, seed, 0
+        self.mel_context, self.cache = mel_context, True
+        self._cache, self._reported, self._lock = {}, set(), threading.Lock()
+        names = labels or ["0"] * len(arrays)
+        self.files = [Path(name) / f"array{i}" for i, name in enumerate(names)]
+        for i, audio in enumerate(arrays):
+            utt = _prepare(np.ascontiguousarray(audio, dtype=np.float32), mel, self._min_frames)
+            utt.path = self.files[i]
+            self._cache[i] = utt
+        self.labels = sorted(set(names))
+        self._label_of = {name: i for i, name in enumerate(self.labels)}
+        return self
+
     # -- bad files: reported once each --------------------------------------------------------------------------------
     def _report(self, message: str, path: Path):
         key = os.fspath(path)

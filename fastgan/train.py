@@ -260,6 +260,7 @@ def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "
 class Trainer:
     """Train the model a config describes on the audio in ``data``, writing into ``out``.
 
+    ``data``: a folder or list file of audio, or an :class:`~fastgan.data.AudioMelDataset` (e.g. ``from_arrays``).
     ``valid``: a folder or list file of held-out audio; vocoders report its multi-resolution STFT distance every
     ``eval_interval_steps``. ``device``: default CUDA when available. Under ``torchrun`` (``WORLD_SIZE`` > 1) each
     process trains one replica (DistributedDataParallel; gloo on CPU, NCCL on CUDA).
@@ -311,9 +312,14 @@ class Trainer:
         np.random.seed(seed + self.rank)
         random.seed(seed + self.rank)
 
-        self.dataset = AudioMelDataset(
-            data, self.mel, segment_frames=self.segment_frames, seed=seed, preload=True, mel_context=mel_context
-        )
+        if isinstance(data, AudioMelDataset):  # an in-memory dataset (AudioMelDataset.from_arrays)
+            self.dataset = data
+            if (data.mel, data.segment_frames, data.mel_context) != (self.mel, self.segment_frames, mel_context):
+                raise ConfigError(f"{source}: the given dataset's features / segment length differ from the config's")
+        else:
+            self.dataset = AudioMelDataset(
+                data, self.mel, segment_frames=self.segment_frames, seed=seed, preload=True, mel_context=mel_context
+            )
         self.valid = AudioMelDataset(valid, self.mel, segment_frames=None, preload=True) if valid else None
         num_classes = len(self.dataset.labels)
 
