@@ -28,9 +28,11 @@ def smoothing_to_taps(weight: torch.Tensor, scale: int, causal: bool) -> torch.T
     """Fold the (2s+1)-tap smoothing conv ``weight`` (any shape holding 2s+1 values) into (s, 3) phase taps.
 
     Differentiable (a product with a constant 0/1 matrix), so gradients reach the smoothing weight.
+    The taps are fp32 whatever the weight's dtype: summing half-precision taps and rounding the sums
+    back would add an error the stretched formulation does not have.
     """
     kernel = 2 * scale + 1
-    weight = weight.reshape(kernel)
+    weight = weight.reshape(kernel).to(_compute_dtype(weight.dtype))
     pad = 2 * scale if causal else scale
     first = first_offset(causal)
     r = torch.arange(scale).view(scale, 1)
@@ -38,6 +40,10 @@ def smoothing_to_taps(weight: torch.Tensor, scale: int, causal: bool) -> torch.T
     m = torch.div(r + k - pad, scale, rounding_mode="floor") - first  # (s, 2s+1), values in {0, 1, 2}
     assign = (m.unsqueeze(-1) == torch.arange(3)).to(weight.dtype).to(weight.device)  # (s, 2s+1, 3)
     return torch.einsum("k,rkm->rm", weight, assign)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def _padded_windows(c: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -52,7 +58,8 @@ def stretch_conv1d_reference(
     """``c`` (B, C, T), ``taps`` (s, 3) -> (B, C, T * s): stretch by s, smooth, optional LeakyReLU."""
     batch, channels, length = c.shape
     scale = taps.shape[0]
-    out = torch.matmul(_padded_windows(c, causal), taps.t().to(c.dtype))  # (B, C, T, s)
+    compute = _compute_dtype(c.dtype)  # fp32 arithmetic for fp16/bf16, rounded once
+    out = torch.matmul(_padded_windows(c.to(compute), causal), taps.t().to(compute)).to(c.dtype)  # (B, C, T, s)
     out = out.reshape(batch, channels, length * scale)
     if negative_slope is not None:
         F.leaky_relu_(out, negative_slope)  # out is ours: safe in place
@@ -77,14 +84,15 @@ def stretch_conv1d_backward_reference(
     grad = grad_out
     if negative_slope is not None:
         grad = torch.where(out > 0, grad_out, grad_out * negative_slope)
-    grad = grad.reshape(batch, channels, length, scale)
-    grad_windows = torch.matmul(grad, taps.to(grad.dtype))  # (B, C, T, 3)
+    compute = _compute_dtype(c.dtype)
+    grad = grad.reshape(batch, channels, length, scale).to(compute)
+    grad_windows = torch.matmul(grad, taps.to(compute))  # (B, C, T, 3)
     first = first_offset(causal)
     # c[t + first + m] received grad_windows[t, m]: add the three shifted columns.
     grad_padded = torch.zeros(batch, channels, length + 2, dtype=grad.dtype, device=grad.device)
     for m in range(3):
         grad_padded[..., m : m + length] += grad_windows[..., m]
     grad_c = grad_padded[..., -first : -first + length]
-    windows = _padded_windows(c.to(grad.dtype), causal)  # (B, C, T, 3)
+    windows = _padded_windows(c.to(compute), causal)  # (B, C, T, 3)
     grad_taps = torch.einsum("bctr,bctm->rm", grad, windows)
-    return grad_c.contiguous(), grad_taps.to(taps.dtype)
+    return grad_c.to(c.dtype).contiguous(), grad_taps.to(taps.dtype)
