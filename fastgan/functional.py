@@ -182,9 +182,17 @@ def stft_loss_terms(
         y = y.detach()
     window = _stft_window(window, int(win_length), x.device)
     fft_size, hop_size = int(fft_size), int(hop_size)
-    sums = torch.ops.fastgan.stft_loss(x, y, window, fft_size, hop_size, float(eps), mel_basis, bool(grad_target))
-    bins = fft_size // 2 + 1 if mel_basis is None else mel_basis.shape[0]
-    count = x.shape[0] * bins * num_frames(x.shape[1], fft_size, hop_size)
+    if mel_basis is not None:
+        # The op returns both mel spectrograms (frames × n_mels each); the terms follow in fp32 (fp64 for fp64).
+        if x.dtype not in (torch.float32, torch.float64):
+            x, y = x.float(), y.float()
+        mel = torch.ops.fastgan.stft_mel(x, y, window, fft_size, hop_size, float(eps), mel_basis, bool(grad_target))
+        mx, my = mel[0], mel[1]
+        diff = my - mx
+        sc = _safe_sqrt(diff.square().sum()) / my.square().sum().sqrt()
+        return sc, (my.log() - mx.log()).abs().mean(), diff.abs().mean()
+    sums = torch.ops.fastgan.stft_loss(x, y, window, fft_size, hop_size, float(eps), None, bool(grad_target))
+    count = x.shape[0] * (fft_size // 2 + 1) * num_frames(x.shape[1], fft_size, hop_size)
     sc = _safe_sqrt(sums[0]) / sums[1].sqrt()
     return sc, sums[2] / count, sums[3] / count
 

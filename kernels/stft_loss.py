@@ -45,7 +45,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec
+from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, next_power_of_2
 
 BLOCK_M = 64  # frames per program
 BLOCK_F = 64  # packed bins per program (forward, backward step 1)
@@ -53,6 +53,12 @@ BLOCK_K = 16  # window samples per reduction step (forward, backward step 1)
 BLOCK_N = 64  # window samples per program in backward step 2
 BLOCK_R = 32  # packed bins per reduction step in backward step 2
 BLOCK_S = 256  # signal samples per program in backward step 3
+MEL_BLOCK_M = 16  # frames per program of the mel forward (one program covers every bin)
+MEL_NUM_WARPS = 8
+# Frames per program of the mel backward step 1, by BLOCK_MEL: its d/dmel and fb tiles take registers.
+MEL_GRAD_TILES = {32: (32, 64), 64: (32, 64), 128: (16, 64)}  # BLOCK_MEL -> (BLOCK_M, BLOCK_F)
+MEL_GRAD_NUM_WARPS = 8
+MIN_BLOCK_MEL, MAX_BLOCK_MEL = 32, 128  # mel bases with more rows take the reference
 NUM_WARPS = 8
 NUM_STAGES = 2
 # Three TF32 passes on the tensor cores: ~fp32 accuracy. The interpreter multiplies in fp32.
@@ -258,6 +264,110 @@ def _stft_loss_overlap_add_kernel(
     tl.store(grad_ptr + row * length + s, acc.to(grad_ptr.dtype.element_ty), mask=s_ok)
 
 
+@triton.jit
+def _stft_mel_forward_kernel(
+    x_ptr, y_ptr, basis_ptr, fbt_ptr, fb_nyquist_ptr, mel_ptr, total_frames, length, n_frames, hop, offset0,
+    win_length, f_pad, n_mels, eps, stride_xr, stride_xt, stride_yr, stride_yt,
+    BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_MEL: tl.constexpr,
+    PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Mel magnitudes of BLOCK_M frames of both signals: every bin block in turn, magnitudes · fb^T
+    accumulated in registers; only frames × n_mels is written."""
+    pid_m = tl.program_id(0)
+    eps = tl.cast(eps, tl.float32)
+    mels = tl.arange(0, BLOCK_MEL)
+    mel_x = tl.zeros((BLOCK_M, BLOCK_MEL), dtype=tl.float32)
+    mel_y = tl.zeros((BLOCK_M, BLOCK_MEL), dtype=tl.float32)
+    nyquist_px = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    nyquist_py = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for f0 in range(0, f_pad, BLOCK_F):
+        xr, xi, yr, yi, m_ok, cols = _spectra_tile(
+            x_ptr, y_ptr, basis_ptr, pid_m, f0 // BLOCK_F, total_frames, length, n_frames, hop, offset0, win_length,
+            f_pad, stride_xr, stride_xt, stride_yr, stride_yt, BLOCK_M, BLOCK_F, BLOCK_K, PRECISION,
+        )  # fmt: skip
+        is_dc = (cols == 0)[None, :]
+        mx = tl.sqrt(tl.maximum(tl.where(is_dc, xr * xr, xr * xr + xi * xi), eps))
+        my = tl.sqrt(tl.maximum(tl.where(is_dc, yr * yr, yr * yr + yi * yi), eps))
+        fbt = tl.load(fbt_ptr + cols[:, None] * BLOCK_MEL + mels[None, :])  # zero rows past the last bin
+        mel_x = tl.dot(mx, fbt, mel_x, input_precision=PRECISION)
+        mel_y = tl.dot(my, fbt, mel_y, input_precision=PRECISION)
+        nyquist_px += tl.sum(tl.where(is_dc, xi * xi, 0.0), axis=1)
+        nyquist_py += tl.sum(tl.where(is_dc, yi * yi, 0.0), axis=1)
+    fb_nyquist = tl.load(fb_nyquist_ptr + mels)[None, :]
+    mel_x += tl.sqrt(tl.maximum(nyquist_px, eps))[:, None] * fb_nyquist
+    mel_y += tl.sqrt(tl.maximum(nyquist_py, eps))[:, None] * fb_nyquist
+    m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask = (m < total_frames)[:, None] & (mels < n_mels)[None, :]
+    offsets = m[:, None].to(tl.int64) * n_mels + mels[None, :]
+    tl.store(mel_ptr + offsets, mel_x, mask=mask)
+    tl.store(mel_ptr + total_frames.to(tl.int64) * n_mels + offsets, mel_y, mask=mask)
+
+
+@triton.jit
+def _mel_bin_grads(grad_mel_ptr, fbt_ptr, fb_nyquist_ptr, m, m_ok, cols, n_mels,
+                   BLOCK_MEL: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
+    """d(loss)/d(magnitude) of a bin tile and of the Nyquist bin from d(loss)/d(mel)."""
+    mels = tl.arange(0, BLOCK_MEL)
+    grad_mel = tl.load(
+        grad_mel_ptr + m[:, None].to(tl.int64) * n_mels + mels[None, :],
+        mask=m_ok[:, None] & (mels < n_mels)[None, :], other=0.0,
+    )  # fmt: skip
+    fb = tl.load(fbt_ptr + cols[None, :] * BLOCK_MEL + mels[:, None])  # (BLOCK_MEL, BLOCK_F)
+    grad_mag = tl.dot(grad_mel, fb, input_precision=PRECISION)
+    grad_nyquist = tl.sum(grad_mel * tl.load(fb_nyquist_ptr + mels)[None, :], axis=1)
+    return grad_mag, grad_nyquist
+
+
+@triton.jit
+def _mag_coef(power, grad_mag, eps):
+    """c with d(loss)/dr = c · r for a part r of a bin, from d(loss)/d(magnitude)."""
+    mag = tl.sqrt(tl.maximum(power, eps))
+    return tl.where(power >= eps, grad_mag / mag, 0.0)
+
+
+@triton.jit
+def _stft_mel_spectrum_grad_kernel(
+    x_ptr, y_ptr, basis_ptr, fbt_ptr, fb_nyquist_ptr, grad_mel_ptr, spec_grad_ptr, target_grad_ptr, total_frames,
+    length, n_frames, hop, offset0, win_length, f_pad, half_bins, n_mels, eps,
+    stride_xr, stride_xt, stride_yr, stride_yt,
+    GRAD_TARGET: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_MEL: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    pid_f = tl.program_id(1)
+    eps = tl.cast(eps, tl.float32)
+    m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = m < total_frames
+    cols = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
+    # d/d(magnitude) first: its d/dmel and fb tiles are dead before the spectra's accumulators live.
+    grad_mag_x, grad_nyquist_x = _mel_bin_grads(
+        grad_mel_ptr, fbt_ptr, fb_nyquist_ptr, m, m_ok, cols, n_mels, BLOCK_MEL, PRECISION
+    )  # fmt: skip
+    if GRAD_TARGET:
+        grad_mag_y, grad_nyquist_y = _mel_bin_grads(
+            grad_mel_ptr + total_frames.to(tl.int64) * n_mels, fbt_ptr, fb_nyquist_ptr, m, m_ok, cols, n_mels,
+            BLOCK_MEL, PRECISION,
+        )  # fmt: skip
+    xr, xi, yr, yi, m_ok, cols = _spectra_tile(
+        x_ptr, y_ptr, basis_ptr, pid_m, pid_f, total_frames, length, n_frames, hop, offset0, win_length, f_pad,
+        stride_xr, stride_xt, stride_yr, stride_yt, BLOCK_M, BLOCK_F, BLOCK_K, PRECISION,
+    )  # fmt: skip
+    is_dc = (cols == 0)[None, :]
+    live = (cols < half_bins)[None, :]
+    offsets = m[:, None].to(tl.int64) * (2 * f_pad) + cols[None, :]
+    mask = m_ok[:, None] & (cols < f_pad)[None, :]
+    coef = _mag_coef(tl.where(is_dc, xr * xr, xr * xr + xi * xi), grad_mag_x, eps)
+    coef_nyquist = _mag_coef(xi * xi, grad_nyquist_x[:, None], eps)
+    tl.store(spec_grad_ptr + offsets, tl.where(live, coef * xr, 0.0), mask=mask)
+    tl.store(spec_grad_ptr + offsets + f_pad, tl.where(live, tl.where(is_dc, coef_nyquist, coef) * xi, 0.0), mask=mask)
+    if GRAD_TARGET:
+        coef = _mag_coef(tl.where(is_dc, yr * yr, yr * yr + yi * yi), grad_mag_y, eps)
+        coef_nyquist = _mag_coef(yi * yi, grad_nyquist_y[:, None], eps)
+        tl.store(target_grad_ptr + offsets, tl.where(live, coef * yr, 0.0), mask=mask)
+        tl.store(target_grad_ptr + offsets + f_pad, tl.where(live, tl.where(is_dc, coef_nyquist, coef) * yi, 0.0),
+                 mask=mask)  # fmt: skip
+
+
 _BASIS_CACHE: dict[tuple, torch.Tensor] = {}
 
 
@@ -318,6 +428,28 @@ def stft_loss_forward(
     return partial.double().sum(0).float()
 
 
+def _signal_grads(spec_grad, basis, x, n_fft, hop, window, signals):
+    """Backward steps 2 and 3: spectrum gradients -> frame-sample gradients -> signal gradients."""
+    rows, length, n_frames, offset0 = _geometry(x, n_fft, hop, window)
+    win_length = window.shape[0]
+    k_pad, f_pad = basis.shape[1], basis.shape[2]
+    total = signals * rows * n_frames
+    frame_grad = torch.empty((total, k_pad), dtype=torch.float32, device=x.device)
+    grid = (triton.cdiv(total, BLOCK_M), triton.cdiv(k_pad, BLOCK_N))
+    _stft_loss_frame_grad_kernel[grid](
+        spec_grad, basis, frame_grad, total, k_pad, f_pad,
+        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_F=BLOCK_R, PRECISION=PRECISION,
+        num_warps=NUM_WARPS, num_stages=NUM_STAGES,
+    )  # fmt: skip
+    grad = torch.empty((signals, rows, length), dtype=x.dtype, device=x.device)
+    grid = (signals * rows, triton.cdiv(length, BLOCK_S))
+    _stft_loss_overlap_add_kernel[grid](
+        frame_grad, grad, length, n_frames, hop, offset0, win_length, k_pad, triton.cdiv(win_length, hop) + 1,
+        BLOCK_S=BLOCK_S, num_warps=4, num_stages=2,
+    )  # fmt: skip
+    return grad
+
+
 def stft_loss_backward(
     grad_sums: torch.Tensor,
     x: torch.Tensor,
@@ -331,33 +463,99 @@ def stft_loss_backward(
     """Gradients of ``grad_sums . sums`` for x (and y when ``grad_target``): (1 or 2, R, T) in x's dtype."""
     rows, length, n_frames, offset0 = _geometry(x, n_fft, hop, window)
     basis = dft_basis(window, n_fft)
-    win_length = window.shape[0]
-    k_pad, f_pad = basis.shape[1], basis.shape[2]
+    f_pad = basis.shape[2]
     total = rows * n_frames
     signals = 2 if grad_target else 1
     grad_sums = grad_sums.float().contiguous()
     spec_grad = torch.empty((signals * total, 2 * f_pad), dtype=torch.float32, device=x.device)
     grid = (triton.cdiv(total, BLOCK_M), f_pad // BLOCK_F)
     _stft_loss_spectrum_grad_kernel[grid](
-        x, y, basis, grad_sums, spec_grad, spec_grad[total:] if grad_target else spec_grad, total, length, n_frames, hop, offset0, win_length, f_pad, n_fft // 2,
-        float(eps), *x.stride(), *y.stride(),
+        x, y, basis, grad_sums, spec_grad, spec_grad[total:] if grad_target else spec_grad, total, length,
+        n_frames, hop, offset0, window.shape[0], f_pad, n_fft // 2, float(eps), *x.stride(), *y.stride(),
         GRAD_TARGET=grad_target, BLOCK_M=BLOCK_M, BLOCK_F=BLOCK_F, BLOCK_K=BLOCK_K, PRECISION=PRECISION,
         num_warps=NUM_WARPS, num_stages=NUM_STAGES,
     )  # fmt: skip
-    frame_grad = torch.empty((signals * total, k_pad), dtype=torch.float32, device=x.device)
-    grid = (triton.cdiv(signals * total, BLOCK_M), triton.cdiv(k_pad, BLOCK_N))
-    _stft_loss_frame_grad_kernel[grid](
-        spec_grad, basis, frame_grad, signals * total, k_pad, f_pad,
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_F=BLOCK_R, PRECISION=PRECISION,
-        num_warps=NUM_WARPS, num_stages=NUM_STAGES,
+    return _signal_grads(spec_grad, basis, x, n_fft, hop, window, signals)
+
+
+def mel_block(n_mels: int) -> int | None:
+    """The BLOCK_MEL a mel basis of n_mels rows uses, or None where the kernels do not take it."""
+    block = max(MIN_BLOCK_MEL, next_power_of_2(n_mels))
+    return block if block <= MAX_BLOCK_MEL else None
+
+
+_MEL_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def packed_mel_basis(mel_basis: torch.Tensor, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """fb^T in the packed bin layout, (F_pad, BLOCK_MEL) fp32 zero-padded, and the Nyquist column (BLOCK_MEL,)."""
+    key = (mel_basis.device, mel_basis.data_ptr(), mel_basis._version, tuple(mel_basis.shape), mel_basis.dtype, n_fft)
+    packed = _MEL_CACHE.get(key)
+    if packed is not None:
+        return packed
+    n_mels = mel_basis.shape[0]
+    block = mel_block(n_mels)
+    half = n_fft // 2
+    f_pad = triton.cdiv(half, BLOCK_F) * BLOCK_F
+    fbt = torch.zeros((f_pad, block), dtype=torch.float32, device=mel_basis.device)
+    fbt[:half, :n_mels] = mel_basis[:, :half].t().float()
+    nyquist = torch.zeros((block,), dtype=torch.float32, device=mel_basis.device)
+    nyquist[:n_mels] = mel_basis[:, half].float()
+    if len(_MEL_CACHE) > 16:
+        _MEL_CACHE.clear()
+    _MEL_CACHE[key] = fbt, nyquist
+    return fbt, nyquist
+
+
+def stft_mel_forward(
+    x: torch.Tensor, y: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, eps: float, mel_basis: torch.Tensor
+) -> torch.Tensor:
+    """(2, R, frames, n_mels) fp32 mel magnitudes of x and y; x, y fp32 (R, T)."""
+    rows, length, n_frames, offset0 = _geometry(x, n_fft, hop, window)
+    basis = dft_basis(window, n_fft)
+    fbt, nyquist = packed_mel_basis(mel_basis, n_fft)
+    n_mels = mel_basis.shape[0]
+    total = rows * n_frames
+    mel = torch.empty((2, rows, n_frames, n_mels), dtype=torch.float32, device=x.device)
+    _stft_mel_forward_kernel[(triton.cdiv(total, MEL_BLOCK_M),)](
+        x, y, basis, fbt, nyquist, mel, total, length, n_frames, hop, offset0, window.shape[0], basis.shape[2],
+        n_mels, float(eps), *x.stride(), *y.stride(),
+        BLOCK_M=MEL_BLOCK_M, BLOCK_F=BLOCK_F, BLOCK_K=BLOCK_K, BLOCK_MEL=fbt.shape[1], PRECISION=PRECISION,
+        num_warps=MEL_NUM_WARPS, num_stages=NUM_STAGES,
     )  # fmt: skip
-    grad = torch.empty((signals, rows, length), dtype=x.dtype, device=x.device)
-    grid = (signals * rows, triton.cdiv(length, BLOCK_S))
-    _stft_loss_overlap_add_kernel[grid](
-        frame_grad, grad, length, n_frames, hop, offset0, win_length, k_pad, triton.cdiv(win_length, hop) + 1,
-        BLOCK_S=BLOCK_S, num_warps=4, num_stages=2,
+    return mel
+
+
+def stft_mel_backward(
+    grad_mel: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    window: torch.Tensor,
+    eps: float,
+    mel_basis: torch.Tensor,
+    grad_target: bool,
+) -> torch.Tensor:
+    """Gradients of ``sum(grad_mel * mel)`` for x (and y when ``grad_target``): (1 or 2, R, T) fp32."""
+    rows, length, n_frames, offset0 = _geometry(x, n_fft, hop, window)
+    basis = dft_basis(window, n_fft)
+    fbt, nyquist = packed_mel_basis(mel_basis, n_fft)
+    f_pad = basis.shape[2]
+    total = rows * n_frames
+    signals = 2 if grad_target else 1
+    grad_mel = grad_mel.float().contiguous()
+    spec_grad = torch.empty((signals * total, 2 * f_pad), dtype=torch.float32, device=x.device)
+    block_m, block_f = MEL_GRAD_TILES[fbt.shape[1]]
+    grid = (triton.cdiv(total, block_m), f_pad // block_f)
+    _stft_mel_spectrum_grad_kernel[grid](
+        x, y, basis, fbt, nyquist, grad_mel, spec_grad, spec_grad[total:] if grad_target else spec_grad, total,
+        length, n_frames, hop, offset0, window.shape[0], f_pad, n_fft // 2, mel_basis.shape[0], float(eps),
+        *x.stride(), *y.stride(),
+        GRAD_TARGET=grad_target, BLOCK_M=block_m, BLOCK_F=block_f, BLOCK_K=BLOCK_K, BLOCK_MEL=fbt.shape[1],
+        PRECISION=PRECISION, num_warps=MEL_GRAD_NUM_WARPS, num_stages=NUM_STAGES,
     )  # fmt: skip
-    return grad
+    return _signal_grads(spec_grad, basis, x, n_fft, hop, window, signals)
 
 
 def aot_specs() -> list[KernelSpec]:
@@ -395,4 +593,30 @@ def aot_specs() -> list[KernelSpec]:
     signature = {"spec_grad_ptr": "*fp32", "basis_ptr": "*fp32", "frame_grad_ptr": "*fp32", "total_rows": "i32",
                  "k_pad": "i32", "f_pad": "i32", **{k: "constexpr" for k in constexprs}}  # fmt: skip
     specs.append(KernelSpec(_stft_loss_frame_grad_kernel, signature, constexprs, NUM_WARPS, NUM_STAGES, "fp32"))
+    # Mel bins: fp32 signals only (the op casts), one configuration per BLOCK_MEL.
+    signals = {"x_ptr": "*fp32", "y_ptr": "*fp32", "basis_ptr": "*fp32", "fbt_ptr": "*fp32", "fb_nyquist_ptr": "*fp32"}
+    mel_geometry = {k: v for k, v in geometry.items() if k != "half_bins"}
+    mel_geometry = {**{k: v for k, v in mel_geometry.items() if not k.startswith(("eps", "stride"))},
+                    "n_mels": "i32", "eps": "fp32", **{k: v for k, v in geometry.items() if k.startswith("stride")}}  # fmt: skip
+    block_mel = MIN_BLOCK_MEL
+    while block_mel <= MAX_BLOCK_MEL:
+        constexprs = {"BLOCK_M": MEL_BLOCK_M, "BLOCK_F": BLOCK_F, "BLOCK_K": BLOCK_K, "BLOCK_MEL": block_mel,
+                      "PRECISION": PRECISION}  # fmt: skip
+        signature = {**signals, "mel_ptr": "*fp32", **mel_geometry, **{k: "constexpr" for k in constexprs}}
+        label = f"fp32 BLOCK_MEL={block_mel}"
+        specs.append(KernelSpec(_stft_mel_forward_kernel, signature, constexprs, MEL_NUM_WARPS, NUM_STAGES, label))
+        for grad_target in (False, True):
+            constexprs = {"GRAD_TARGET": grad_target, **tiles, "BLOCK_MEL": block_mel}
+            constexprs["BLOCK_M"], constexprs["BLOCK_F"] = MEL_GRAD_TILES[block_mel]
+            constexprs["PRECISION"] = constexprs.pop("PRECISION")  # the kernel's parameter order
+            signature = {**signals, "grad_mel_ptr": "*fp32", "spec_grad_ptr": "*fp32", "target_grad_ptr": "*fp32",
+                         "total_frames": "i32", "length": "i32", "n_frames": "i32", "hop": "i32", "offset0": "i32",
+                         "win_length": "i32", "f_pad": "i32", "half_bins": "i32", "n_mels": "i32", "eps": "fp32",
+                         "stride_xr": "i32", "stride_xt": "i32", "stride_yr": "i32", "stride_yt": "i32",
+                         **{k: "constexpr" for k in constexprs}}  # fmt: skip
+            label = f"fp32 BLOCK_MEL={block_mel} grad_target={int(grad_target)}"
+            specs.append(
+                KernelSpec(_stft_mel_spectrum_grad_kernel, signature, constexprs, MEL_GRAD_NUM_WARPS, NUM_STAGES, label)
+            )
+        block_mel *= 2
     return specs

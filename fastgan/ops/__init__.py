@@ -11,6 +11,7 @@ from fastgan.ops import stft_loss
 # Public op name -> the forward op; `fastgan info` and the tests walk this table.
 OPS = {
     "stft_loss": stft_loss.stft_loss_op,
+    "stft_mel": stft_loss.stft_mel_op,
     "wavenet_block": wavenet_block.wavenet_block_op,
     "phase_shuffle": phase_shuffle.phase_shuffle_op,
     "leaky_dilated_residual": residual_block.leaky_dilated_residual_op,

@@ -1,9 +1,9 @@
 """``fastgan::stft_loss`` and its backward: the four STFT loss sums of one resolution.
 
 The op returns ``sums`` (4,) fp32 (fp64 for fp64 signals) (see :mod:`fastgan.references.stft_loss`); the loss terms are
-formed from them in :func:`fastgan.functional.stft_loss`. The Triton path (DFT GEMM, nothing of
-size frames × bins written in the forward pass) runs for linear-frequency bins; a mel basis takes
-the reference on every device (the kernels do not fuse the mel projection yet).
+formed from them in :func:`fastgan.functional.stft_loss`. The Triton path is a DFT GEMM with nothing
+of size frames × bins written in the forward pass. Mel-scaled bins go through ``fastgan::stft_mel``
+(below); ``stft_loss`` itself takes a mel basis only on its reference path.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import torch
 
 from fastgan import _backend
 from fastgan._checks import FLOAT_DTYPES, check_same_device, check_tensor
-from fastgan.references.stft_loss import NUM_SUMS, stft_loss_backward_reference, stft_loss_sums_reference
+from fastgan.references.stft_loss import (
+    NUM_SUMS,
+    num_frames,
+    stft_loss_backward_reference,
+    stft_loss_sums_reference,
+    stft_mel_backward_reference,
+    stft_mel_reference,
+)
 
 OP = "stft_loss"
 SIGNAL_DTYPES = FLOAT_DTYPES + (torch.float64,)  # float64 always takes the reference (a float64 oracle)
@@ -127,3 +134,82 @@ def _backward(ctx, grad_sums):
 
 
 stft_loss_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# Mel-scaled bins: the op returns the (2, R, frames, n_mels) mel magnitudes of x and y -- the
+# kernel keeps the bins in registers and writes only frames × n_mels -- and the loss terms are
+# formed from them in :func:`fastgan.functional.stft_loss_terms` (autograd brings d(loss)/d(mel)).
+MEL_OP = "stft_mel"
+
+
+def _mel_kernel_path(x: torch.Tensor, mel_basis: torch.Tensor) -> bool:
+    if x.dtype != torch.float32 or not _backend.use_triton(x, MEL_OP):
+        return False
+    return _kernels().mel_block(mel_basis.shape[0]) is not None
+
+
+def check_mel_inputs(x, y, window, n_fft, hop, mel_basis) -> None:
+    if mel_basis is None:
+        raise ValueError(f"fastgan::{MEL_OP}: mel_basis is required")
+    check_inputs(x, y, window, n_fft, hop, mel_basis)
+    if x.dtype != y.dtype:
+        raise TypeError(f"fastgan::{MEL_OP}: x and y must have one dtype, got {x.dtype} and {y.dtype}")
+
+
+@torch.library.custom_op("fastgan::stft_mel", mutates_args=())
+def stft_mel_op(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    window: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    eps: float,
+    mel_basis: torch.Tensor,
+    grad_target: bool,
+) -> torch.Tensor:
+    check_mel_inputs(x, y, window, n_fft, hop, mel_basis)
+    if _mel_kernel_path(x, mel_basis):
+        return _kernels().stft_mel_forward(x, y, n_fft, hop, window, eps, mel_basis)
+    with torch.no_grad():
+        return stft_mel_reference(x, y, n_fft, hop, window, eps, mel_basis).contiguous()
+
+
+@stft_mel_op.register_fake
+def _(x, y, window, n_fft, hop, eps, mel_basis, grad_target):
+    check_mel_inputs(x, y, window, n_fft, hop, mel_basis)
+    frames = num_frames(x.shape[1], n_fft, hop)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return x.new_empty((2, x.shape[0], frames, mel_basis.shape[0]), dtype=dtype)
+
+
+@torch.library.custom_op("fastgan::stft_mel_backward", mutates_args=())
+def stft_mel_backward_op(
+    grad_mel: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    window: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    eps: float,
+    mel_basis: torch.Tensor,
+    grad_target: bool,
+) -> torch.Tensor:
+    """(1, R, T) gradient of x, or (2, R, T) of x and y when ``grad_target``; x's dtype."""
+    if _mel_kernel_path(x, mel_basis):
+        return _kernels().stft_mel_backward(grad_mel, x, y, n_fft, hop, window, eps, mel_basis, grad_target)
+    return stft_mel_backward_reference(grad_mel, x, y, n_fft, hop, window, eps, mel_basis, grad_target)
+
+
+@stft_mel_backward_op.register_fake
+def _(grad_mel, x, y, window, n_fft, hop, eps, mel_basis, grad_target):
+    return x.new_empty((2 if grad_target else 1, *x.shape))
+
+
+def _mel_backward(ctx, grad_mel):
+    x, y, window, mel_basis = ctx.saved_tensors
+    n_fft, hop, eps, grad_target = ctx.args
+    grads = stft_mel_backward_op(grad_mel, x, y, window, n_fft, hop, eps, mel_basis, grad_target)
+    return grads[0], grads[1] if grad_target else None, None, None, None, None, None, None
+
+
+stft_mel_op.register_autograd(_mel_backward, setup_context=_setup_context)

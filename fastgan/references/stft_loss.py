@@ -73,6 +73,35 @@ def stft_loss_sums_reference(
     )
 
 
+def _spectra(x: torch.Tensor, y: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, eps: float):
+    """Both signals' complex spectra, powers and clamped magnitudes: (2R, bins, frames) each."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    win = padded_window(window.to(dtype), n_fft)
+    signals = torch.cat([x, y]).to(dtype)
+    spectrum = torch.stft(signals, n_fft, hop, n_fft, win, center=True, pad_mode="reflect", return_complex=True)
+    power = spectrum.real.square() + spectrum.imag.square()
+    return spectrum, power, power.clamp_min(eps).sqrt(), win
+
+
+def _stft_adjoint(grad_mag, spectrum, power, mag, eps, win, n_fft, hop, length, rows, out_dtype):
+    """Signal gradients from d(loss)/d(magnitude) (count, bins, frames), count = R or 2R: (count // R, R, T)."""
+    count = grad_mag.shape[0]
+    # m = sqrt(clamp(p, eps)), p = re^2 + im^2: d/d(re, im) = (re, im) · d/dm / m where p >= eps.
+    coef = torch.where(power[:count] >= eps, grad_mag / mag[:count], 0.0)
+    grad_spectrum = coef * spectrum[:count]  # (count, bins, frames): d/dre + i d/dim
+    # grad frame[n] = Re(sum_k G_k e^{2 pi i k n / N}) = N · irfft(Z), Z_k = G_k / 2 except DC and Nyquist.
+    grad_spectrum[:, 1 : n_fft // 2] *= 0.5
+    frames = torch.fft.irfft(grad_spectrum, n=n_fft, dim=1) * n_fft  # (count, n_fft, frames)
+    frames = frames * win[:, None]
+    padded_length = length + 2 * (n_fft // 2)
+    padded = torch.nn.functional.fold(frames, (1, padded_length), (1, n_fft), stride=(1, hop)).reshape(count, -1)
+    source = torch.arange(padded_length, device=grad_mag.device) - n_fft // 2
+    source = torch.where(source < 0, -source, source)
+    source = torch.where(source > length - 1, 2 * (length - 1) - source, source)
+    grad = torch.zeros((count, length), dtype=padded.dtype, device=grad_mag.device).index_add_(1, source, padded)
+    return grad.reshape(count // rows, rows, length).to(out_dtype)
+
+
 def stft_loss_backward_reference(
     grad_sums: torch.Tensor,
     x: torch.Tensor,
@@ -90,38 +119,47 @@ def stft_loss_backward_reference(
     applies the STFT's adjoint: an inverse real FFT per frame, the window, overlap-add, and the
     reflect padding's adjoint (padded samples fold back onto the signal samples they copied).
     """
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     rows, length = x.shape
-    g0, g1, g2, g3 = grad_sums.to(dtype).unbind()
-    win = padded_window(window.to(dtype), n_fft)
-    signals = torch.cat([x, y]).to(dtype)
-    spectrum = torch.stft(signals, n_fft, hop, n_fft, win, center=True, pad_mode="reflect", return_complex=True)
-    power = spectrum.real.square() + spectrum.imag.square()
-    mag = power.clamp_min(eps).sqrt()
-    m = mag if mel_basis is None else torch.matmul(mel_basis.to(dtype), mag)
+    spectrum, power, mag, win = _spectra(x, y, n_fft, hop, window, eps)
+    g0, g1, g2, g3 = grad_sums.to(mag.dtype).unbind()
+    m = mag if mel_basis is None else torch.matmul(mel_basis.to(mag.dtype), mag)
     mx, my = m[:rows], m[rows:]
     diff = my - mx
     sign_log = torch.sign(my.log() - mx.log())
     sign_diff = torch.sign(diff)
-    grad_mx = -2 * g0 * diff - g2 * sign_log / mx - g3 * sign_diff
-    grad_m = [grad_mx]
+    grad_m = [-2 * g0 * diff - g2 * sign_log / mx - g3 * sign_diff]
     if grad_target:
         grad_m.append(2 * g0 * diff + 2 * g1 * my + g2 * sign_log / my + g3 * sign_diff)
     grad_m = torch.cat(grad_m)
     if mel_basis is not None:
-        grad_m = torch.matmul(mel_basis.to(dtype).transpose(0, 1), grad_m)
-    count = grad_m.shape[0]
-    # m = sqrt(clamp(p, eps)), p = re^2 + im^2: d/d(re, im) = (re, im) · d/dm / m where p >= eps.
-    coef = torch.where(power[:count] >= eps, grad_m / mag[:count], 0.0)
-    grad_spectrum = coef * spectrum[:count]  # (count, bins, frames): d/dre + i d/dim
-    # grad frame[n] = Re(sum_k G_k e^{2 pi i k n / N}) = N · irfft(Z), Z_k = G_k / 2 except DC and Nyquist.
-    grad_spectrum[:, 1 : n_fft // 2] *= 0.5
-    frames = torch.fft.irfft(grad_spectrum, n=n_fft, dim=1) * n_fft  # (count, n_fft, frames)
-    frames = frames * win[:, None]
-    padded_length = length + 2 * (n_fft // 2)
-    padded = torch.nn.functional.fold(frames, (1, padded_length), (1, n_fft), stride=(1, hop)).reshape(count, -1)
-    source = torch.arange(padded_length, device=x.device) - n_fft // 2
-    source = torch.where(source < 0, -source, source)
-    source = torch.where(source > length - 1, 2 * (length - 1) - source, source)
-    grad = torch.zeros((count, length), dtype=dtype, device=x.device).index_add_(1, source, padded)
-    return grad.reshape(count // rows, rows, length).to(x.dtype)
+        grad_m = torch.matmul(mel_basis.to(mag.dtype).transpose(0, 1), grad_m)
+    return _stft_adjoint(grad_m, spectrum, power, mag, eps, win, n_fft, hop, length, rows, x.dtype)
+
+
+def stft_mel_reference(
+    x: torch.Tensor, y: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, eps: float, mel_basis: torch.Tensor
+) -> torch.Tensor:
+    """(2, R, frames, n_mels) mel magnitudes ``mel_basis @ sqrt(max(|STFT|^2, eps))`` of x and y (fp32; fp64 for fp64)."""
+    rows = x.shape[0]
+    mag = magnitudes(torch.cat([x, y]), n_fft, hop, window, eps, mel_basis)  # (2R, n_mels, frames)
+    return mag.transpose(1, 2).reshape(2, rows, mag.shape[2], mag.shape[1])
+
+
+def stft_mel_backward_reference(
+    grad_mel: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    window: torch.Tensor,
+    eps: float,
+    mel_basis: torch.Tensor,
+    grad_target: bool,
+) -> torch.Tensor:
+    """Gradients of ``sum(grad_mel * mel)`` for x (and y when ``grad_target``): (1 or 2, R, T)."""
+    rows, length = x.shape
+    spectrum, power, mag, win = _spectra(x, y, n_fft, hop, window, eps)
+    signals = 2 if grad_target else 1
+    grad = grad_mel[:signals].to(mag.dtype).reshape(signals * rows, grad_mel.shape[2], grad_mel.shape[3])
+    grad_mag = torch.matmul(mel_basis.to(mag.dtype).transpose(0, 1), grad.transpose(1, 2))  # (count, bins, frames)
+    return _stft_adjoint(grad_mag, spectrum, power, mag, eps, win, n_fft, hop, length, rows, x.dtype)
