@@ -16,6 +16,7 @@ from fastgan.models import (
 )
 
 from fastgan.references import phase_shuffle_reference
+from tests.conftest import DEVICE
 
 # Small model sizes keep the interpreter pass's phase-shuffle grids to a few programs.
 SMALL = 2
@@ -118,7 +119,7 @@ class TestWaveGAN:
         for i in range(1, 4):
             assert not torch.allclose(audio[0], audio[i])
         logits = discriminator(audio[:1].expand(4, -1, -1), labels)
-        assert len(set(logits.flatten().tolist())) == 4
+        assert len(set(logits.flatten().cpu().tolist())) == 4
         # The projection term is <embed(label), features>.
         features = discriminator.body(audio[:1])
         expected = discriminator.dense(features) + (discriminator.projection.weight[2] * features).sum()
@@ -213,7 +214,7 @@ class TestSpecGAN:
         target = transform.magnitude(spec)
 
         def spectral_convergence(iterations):
-            wave = transform.invert(spec, iterations, generator=torch.Generator().manual_seed(0))
+            wave = transform.invert(spec, iterations, generator=torch.Generator(device=DEVICE).manual_seed(0))
             assert wave.shape == (3, 16384)
             rebuilt = torch.stft(wave, 256, 128, window=transform.window, center=True, return_complex=True).abs()
             return ((rebuilt - target).norm() / target.norm()).item()

@@ -115,3 +115,13 @@ MODELS = {torch.float32: (1e-4, 1e-4)}
 # batch: sums of a few fp32 losses (multi-resolution STFT within 1e-5 relative: STFT_LOSS; mel L1 and adversarial
 # terms the same ops in another order), each a mean over ~1e4..1e5 terms.
 TRAIN_LOSS = {"rel": 1e-5}
+
+
+# Whole vocoders (models/) against parallel_wavegan 0.6.1's models with the same state_dict:
+# outputs, and every parameter's gradient, scaled to max |expected| = 1 (`assert_close_scaled`).
+# A model chains up to ~40 convolutions, each within RESIDUAL_BLOCK / WAVENET_BLOCK / REDUCTION's
+# fp32 bound (~1e-6..2e-5 of its scale) and computed in another summation order than oneDNN/cuDNN;
+# those errors propagate through the remaining layers (whose gains are O(1) at these
+# initialisations) and add: ~40 x 2e-6 typical. fp32 only: the half-precision paths are the
+# modules' own tests' business.
+MODELS = {torch.float32: (1e-4, 1e-4)}

@@ -1,0 +1,270 @@
+"""Loading trained generators safely: :func:`load_generator`.
+
+Two formats are read:
+
+* parallel_wavegan's training checkpoints (``checkpoint-400000steps.pkl``): a dict whose
+  ``"model"`` holds ``"generator"`` (and ``"discriminator"``) state dicts, with the run's
+  ``config.yml`` beside it (``generator_type``, ``generator_params``, ``pqmf_params`` ...), and
+  optionally ``stats.h5`` / ``stats.npy`` for feature normalisation;
+* the original HiFi-GAN repository's generator checkpoints (``g_02500000``): ``{"generator":
+  state_dict}`` with its ``config.json`` (``resblock``, ``upsample_rates``, ...), mapped onto
+  :class:`fastgan.models.HiFiGANGenerator`'s keys.
+
+A checkpoint never runs code: files are read with ``torch.load(weights_only=True)`` and YAML with a
+safe loader (which also accepts the ``!!python/tuple`` tag PyYAML's default dumper writes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+
+import torch
+import yaml
+
+PWG_GENERATORS = ("ParallelWaveGANGenerator", "MelGANGenerator", "HiFiGANGenerator")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or its configuration cannot be turned into a generator; the message says why."""
+
+
+class _SafeLoaderWithTuples(yaml.SafeLoader):
+    pass
+
+
+_SafeLoaderWithTuples.add_constructor(
+    "tag:yaml.org,2002:python/tuple", lambda loader, node: tuple(loader.construct_sequence(node))
+)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            config = yaml.load(f, Loader=_SafeLoaderWithTuples)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.constructor.ConstructorError as error:
+        raise CheckpointError(
+            f"{path}: the config holds a Python object tag that a safe loader refuses ({error.problem})"
+        ) from error
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a mapping of settings, got {type(config).__name__}")
+    return config
+
+
+def _read_config(config, checkpoint: Path, default_name: str) -> tuple[dict, Path | None]:
+    if isinstance(config, dict):
+        return config, None
+    path = Path(config) if config is not None else checkpoint.parent / default_name
+    if not path.exists():
+        raise CheckpointError(
+            f"{checkpoint}: no configuration found: expected {path}"
+            + ("" if config is not None else f" (the {default_name} beside the checkpoint); pass config=...")
+        )
+    if path.suffix == ".json":
+        with open(path) as f:
+            return json.load(f), path
+    return _read_yaml(path), path
+
+
+def _torch_load(path: Path, map_location) -> object:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: not loadable with torch.load(weights_only=True) — it holds objects other than tensors and "
+            f"plain containers, and fastgan does not run code from checkpoints ({error})"
+        ) from error
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", str(version))[:3])
+
+
+def _load_state(model: torch.nn.Module, state: dict, path: Path, description: str) -> None:
+    expected = set(model.state_dict())
+    given = set(state)
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+
+        def show(keys):
+            return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        raise CheckpointError(
+            f"{path}: the {description} does not match the checkpoint's state dict; " + "; ".join(parts)
+        )
+    model_state = model.state_dict()
+    mismatched = [
+        f"{key} {tuple(value.shape)} in the checkpoint, {tuple(model_state[key].shape)} in the model"
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor) and value.shape != model_state[key].shape
+    ]
+    if mismatched:
+        more = f" ... ({len(mismatched)} in all)" if len(mismatched) > 4 else ""
+        raise CheckpointError(
+            f"{path}: the {description} does not match the checkpoint: size mismatch for "
+            + "; ".join(mismatched[:4])
+            + more
+        )
+    model.load_state_dict(state)
+
+
+def _uses_weight_norm(state: dict) -> bool:
+    return any(key.endswith("weight_g") for key in state)
+
+
+def _load_parallel_wavegan(path: Path, checkpoint: dict, config, stats) -> torch.nn.Module:
+    import fastgan.models
+    from fastgan.nn import PQMF
+
+    config, config_path = _read_config(config, path, "config.yml")
+    where = config_path or "the config"
+    generator_type = config.get("generator_type", "ParallelWaveGANGenerator")
+    if generator_type not in PWG_GENERATORS:
+        raise CheckpointError(
+            f"{where}: unknown generator_type {generator_type!r}; fastgan loads {', '.join(PWG_GENERATORS)}"
+        )
+    if "generator_params" not in config:
+        raise CheckpointError(f"{where}: no generator_params")
+    # parallel_wavegan's workaround for an old typo in its configs.
+    params = {
+        k.replace("upsample_kernal_sizes", "upsample_kernel_sizes"): v for k, v in config["generator_params"].items()
+    }
+    state = checkpoint["model"]["generator"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: model.generator is not a state dict")
+    state = {k: v for k, v in state.items() if not k.startswith("pqmf.")}
+    if params.get("use_weight_norm", True) and not _uses_weight_norm(state):
+        params["use_weight_norm"] = False  # saved after remove_weight_norm(): plain weights
+    try:
+        model = getattr(fastgan.models, generator_type)(**params)
+    except TypeError as error:
+        raise CheckpointError(f"{where}: generator_params do not fit {generator_type}: {error}") from error
+    _load_state(model, state, path, f"{generator_type} built from {where}")
+
+    if stats is None:
+        # parallel_wavegan's rule: stats.h5 for format "hdf5", stats.npy otherwise; both tried if unset.
+        fmt = config.get("format")
+        exts = ("h5", "npy") if fmt is None else (("h5",) if fmt == "hdf5" else ("npy",))
+        found = [path.parent / f"stats.{ext}" for ext in exts if (path.parent / f"stats.{ext}").exists()]
+        stats = found[0] if found else None
+    if stats is not None:
+        model.register_stats(str(stats))
+
+    subbands = params.get("out_channels", 1)
+    if generator_type == "MelGANGenerator" and subbands > 1:
+        pqmf_params = {}
+        if _version_tuple(config.get("version", "0.1.0")) <= (0, 4, 2):
+            pqmf_params = {"taps": 62, "cutoff_ratio": 0.15, "beta": 9.0}  # the defaults of those versions
+        model.pqmf = PQMF(subbands=subbands, **config.get("pqmf_params", pqmf_params)).to(
+            next(model.parameters()).device
+        )
+    return model
+
+
+_HIFIGAN_KEY_MAP = [
+    (re.compile(r"^conv_pre\."), "input_conv."),
+    (re.compile(r"^ups\.(\d+)\."), r"upsamples.\1.1."),
+    (re.compile(r"^resblocks\.(\d+)\.convs1\.(\d+)\."), r"blocks.\1.convs1.\2.1."),
+    (re.compile(r"^resblocks\.(\d+)\.convs2\.(\d+)\."), r"blocks.\1.convs2.\2.1."),
+    (re.compile(r"^resblocks\.(\d+)\.convs\.(\d+)\."), r"blocks.\1.convs1.\2.1."),  # ResBlock2
+    (re.compile(r"^conv_post\."), "output_conv.1."),
+]
+
+
+def hifigan_state_dict_from_official(state: dict) -> dict:
+    """The original HiFi-GAN repository's generator keys renamed to :class:`HiFiGANGenerator`'s."""
+    renamed = {}
+    for key, value in state.items():
+        new = key
+        for pattern, replacement in _HIFIGAN_KEY_MAP:
+            new, hits = pattern.subn(replacement, key)
+            if hits:
+                break
+        renamed[new] = value
+    return renamed
+
+
+def hifigan_params_from_official(config: dict, where) -> dict:
+    """The original HiFi-GAN ``config.json`` as :class:`HiFiGANGenerator` keyword arguments."""
+    required = ["resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
+                "resblock_kernel_sizes", "resblock_dilation_sizes"]  # fmt: skip
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise CheckpointError(f"{where}: not a HiFi-GAN config.json: missing {', '.join(missing)}")
+    if str(config["resblock"]) not in ("1", "2"):
+        raise CheckpointError(f"{where}: resblock must be '1' or '2', got {config['resblock']!r}")
+    scales, kernels = list(config["upsample_rates"]), list(config["upsample_kernel_sizes"])
+    for scale, kernel in zip(scales, kernels, strict=True):
+        if kernel != 2 * scale or scale % 2:
+            raise CheckpointError(
+                f"{where}: upsample rate {scale} with kernel {kernel}: HiFiGANGenerator supports kernel = 2 x rate, even rates"
+            )
+    return dict(
+        in_channels=config.get("num_mels", 80),
+        out_channels=1,
+        channels=config["upsample_initial_channel"],
+        kernel_size=7,
+        upsample_scales=scales,
+        upsample_kernel_sizes=kernels,
+        resblock_kernel_sizes=list(config["resblock_kernel_sizes"]),
+        resblock_dilations=[list(d) for d in config["resblock_dilation_sizes"]],
+        use_additional_convs=str(config["resblock"]) == "1",
+    )
+
+
+def _load_official_hifigan(path: Path, checkpoint: dict, config) -> torch.nn.Module:
+    from fastgan.models import HiFiGANGenerator
+
+    config, config_path = _read_config(config, path, "config.json")
+    where = config_path or "the config"
+    params = hifigan_params_from_official(config, where)
+    state = checkpoint["generator"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: 'generator' is not a state dict")
+    state = hifigan_state_dict_from_official(state)
+    model = HiFiGANGenerator(**params, use_weight_norm=_uses_weight_norm(state))
+    _load_state(model, state, path, f"HiFiGANGenerator built from {where}")
+    return model
+
+
+def load_generator(
+    path: str | os.PathLike,
+    config: str | os.PathLike | dict | None = None,
+    *,
+    stats: str | os.PathLike | None = None,
+    map_location="cpu",
+    eval: bool = True,  # noqa: A002
+) -> torch.nn.Module:
+    """A :mod:`fastgan.models` generator from a parallel_wavegan or original HiFi-GAN checkpoint.
+
+    ``config``: the run's ``config.yml`` (parallel_wavegan) or ``config.json`` (HiFi-GAN), a path or
+    an already-parsed dict; by default the one beside the checkpoint. ``stats``: parallel_wavegan's
+    normalisation statistics (``stats.h5``/``stats.npy`` beside the checkpoint are used when
+    present). Multi-band MelGAN checkpoints get their :class:`fastgan.nn.PQMF` as ``model.pqmf``.
+    The model comes back in eval mode (``eval=False`` to keep training mode), weight norm intact:
+    call ``model.remove_weight_norm()`` to fold it for inference.
+    """
+    path = Path(path)
+    checkpoint = _torch_load(path, map_location)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}")
+    if isinstance(checkpoint.get("model"), dict) and "generator" in checkpoint["model"]:
+        model = _load_parallel_wavegan(path, checkpoint, config, stats)
+    elif "generator" in checkpoint:
+        model = _load_official_hifigan(path, checkpoint, config)
+    else:
+        raise CheckpointError(
+            f"{path}: not a generator checkpoint: expected 'model' -> 'generator' (parallel_wavegan) or "
+            f"'generator' (HiFi-GAN); found keys {sorted(map(str, checkpoint))[:10]}"
+        )
+    return model.eval() if eval else model

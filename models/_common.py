@@ -1,0 +1,152 @@
+"""What every parallel_wavegan-compatible model here shares: weight norm (the form whose
+``weight_g``/``weight_v`` keys parallel_wavegan's checkpoints hold), removing/folding it for
+inference, de-normalisation statistics, and the (frames, features) ``inference`` convention."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
+
+from fastgan.nn import ConvTranspose1d
+
+
+def apply_weight_norm(module: nn.Module, types: tuple[type, ...]) -> None:
+    """``torch.nn.utils.weight_norm`` (keys ``weight_g``, ``weight_v``) on every submodule of ``types``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated in favour of parametrizations; keys differ
+        for m in module.modules():
+            if isinstance(m, types) and not _has_weight_norm(m):
+                nn.utils.weight_norm(m)
+
+
+def apply_spectral_norm(module: nn.Module, types: tuple[type, ...]) -> None:
+    for m in module.modules():
+        if isinstance(m, types):
+            nn.utils.spectral_norm(m)
+
+
+def _has_weight_norm(m: nn.Module) -> bool:
+    return any(isinstance(h, WeightNorm) for h in m._forward_pre_hooks.values()) or (
+        parametrize.is_parametrized(m, "weight")
+        and any(type(p).__name__ == "_WeightNorm" for p in m.parametrizations.weight)
+    )
+
+
+def remove_weight_norm(module: nn.Module) -> None:
+    """Fold weight norm (either form) into plain weights everywhere under ``module``, in place."""
+    for m in module.modules():
+        if any(isinstance(h, WeightNorm) for h in m._forward_pre_hooks.values()):
+            nn.utils.remove_weight_norm(m)
+        elif parametrize.is_parametrized(m, "weight") and any(
+            type(p).__name__ == "_WeightNorm" for p in m.parametrizations.weight
+        ):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+
+
+def remove_spectral_norm(module: nn.Module) -> None:
+    for m in module.modules():
+        if any(isinstance(h, SpectralNorm) for h in m._forward_pre_hooks.values()):
+            nn.utils.remove_spectral_norm(m)
+
+
+def normal_init(module: nn.Module, std: float) -> None:
+    """parallel_wavegan's ``reset_parameters``: conv weights ~ N(0, std).
+
+    Like parallel_wavegan, this writes the ``weight`` tensor, which weight norm recomputes from
+    ``weight_g``/``weight_v`` on the next call when it is applied: same behaviour either way.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+            m.weight.data.normal_(0.0, std)
+
+
+def leaky_slope(activation: nn.Module) -> float | None:
+    """The slope of a plain LeakyReLU module (fusable into the next layer), else None."""
+    return float(activation.negative_slope) if type(activation) is nn.LeakyReLU else None
+
+
+def upsample_conv(activation: nn.Module, *args, **kwargs) -> ConvTranspose1d:
+    """A :class:`fastgan.nn.ConvTranspose1d` that fuses ``activation`` when it is a LeakyReLU.
+
+    The activation module stays in the model's module list (the state_dict keys count on it);
+    the forward skips it when the conv took its slope (see :func:`run_sequential`).
+    """
+    return ConvTranspose1d(*args, negative_slope=leaky_slope(activation), **kwargs)
+
+
+def fused_into_next(layers: list[nn.Module], index: int) -> bool:
+    """True when ``layers[index]`` is a LeakyReLU that the transposed conv after it applies itself."""
+    if index + 1 >= len(layers) or leaky_slope(layers[index]) is None:
+        return False
+    follower = layers[index + 1]
+    follower = getattr(follower, "deconv", follower)  # causal wrapper: replicate pad commutes with leaky
+    return isinstance(follower, ConvTranspose1d) and follower.negative_slope == leaky_slope(layers[index])
+
+
+def run_layers(layers, x: torch.Tensor) -> torch.Tensor:
+    """Run a module list in order, skipping the LeakyReLUs fused into the transposed conv after them.
+
+    Without autograd, plain activations run in place (their input is a temporary).
+    """
+    layers = list(layers)
+    grad = torch.is_grad_enabled()
+    for i, layer in enumerate(layers):
+        if fused_into_next(layers, i):
+            continue
+        inplace = not grad and i > 0  # never overwrite the caller's tensor
+        if inplace and type(layer) is nn.LeakyReLU:
+            x = torch.nn.functional.leaky_relu_(x, layer.negative_slope)
+        elif inplace and type(layer) is nn.Tanh:
+            x = x.tanh_()
+        elif inplace and type(layer) is nn.ReLU:
+            x = x.relu_()
+        else:
+            x = layer(x)
+    return x
+
+
+class GeneratorMixin:
+    """``remove_weight_norm``, ``register_stats`` and parallel_wavegan's ``inference`` input handling."""
+
+    def remove_weight_norm(self) -> None:
+        """Fold weight norm into plain weights (the deploy-time fold: weights computed once, not per call)."""
+        remove_weight_norm(self)
+
+    fold_weight_norm = remove_weight_norm
+
+    def register_stats(self, stats: str) -> None:
+        """De-normalisation statistics (``.h5`` with ``mean``/``scale``, or ``.npy`` holding [mean, scale])."""
+        if stats.endswith(".h5"):
+            import h5py
+
+            with h5py.File(stats, "r") as f:
+                mean = np.asarray(f["mean"]).reshape(-1)
+                scale = np.asarray(f["scale"]).reshape(-1)
+        elif stats.endswith(".npy"):
+            loaded = np.load(stats, allow_pickle=False)
+            mean, scale = loaded[0].reshape(-1), loaded[1].reshape(-1)
+        else:
+            raise ValueError(f"{type(self).__name__}.register_stats: expected a .h5 or .npy file, got {stats!r}")
+        self.register_buffer("mean", torch.from_numpy(mean).float())
+        self.register_buffer("scale", torch.from_numpy(scale).float())
+
+    def _features(self, c, normalize_before: bool) -> torch.Tensor:
+        """(frames, features) array or tensor -> (1, features, frames) on the model's device."""
+        parameter = next(self.parameters())
+        if not isinstance(c, torch.Tensor):
+            c = torch.tensor(np.asarray(c), dtype=torch.float, device=parameter.device)
+        if c.dim() != 2:
+            raise ValueError(
+                f"{type(self).__name__}.inference: c must be (frames, features), got shape {tuple(c.shape)}"
+            )
+        if normalize_before:
+            if not hasattr(self, "mean"):
+                raise ValueError(f"{type(self).__name__}.inference: normalize_before needs register_stats first")
+            c = (c - self.mean) / self.scale
+        return c.transpose(1, 0).unsqueeze(0)

@@ -1,0 +1,239 @@
+"""Parallel WaveGAN (Yamamoto, Song & Kim 2020): generator and discriminator.
+
+Drop-in for parallel_wavegan 0.6.1's ``parallel_wavegan.models.parallel_wavegan``: the same class
+names, constructor arguments and defaults, and state_dict keys. Composed from :mod:`fastgan.nn`:
+the 30 WaveNet layers are :class:`fastgan.nn.WaveNetResidualBlock` accumulating their skip
+connections into one running sum (no per-layer skip tensors kept), the conditioning upsampler is
+:class:`fastgan.nn.ConvInUpsampleNetwork` / :class:`fastgan.nn.UpsampleNetwork` (or this package's
+:class:`MelGANGenerator`), and activations after the convs run in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from fastgan.models._common import GeneratorMixin, apply_weight_norm, remove_weight_norm, run_layers
+from torch import nn
+from torch.nn.utils.weight_norm import WeightNorm
+
+import fastgan.nn
+from fastgan.nn import WaveNetResidualBlock
+
+
+def _kaiming_conv(*args, **kwargs) -> nn.Conv1d:
+    """parallel_wavegan's ``Conv1d``: He-normal weights (ReLU gain), zero bias."""
+    conv = nn.Conv1d(*args, **kwargs)
+    nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _conv1x1(in_channels: int, out_channels: int, bias: bool) -> nn.Conv1d:
+    return _kaiming_conv(in_channels, out_channels, kernel_size=1, padding=0, dilation=1, bias=bias)
+
+
+def _refresh_weight_norm(module: nn.Module) -> None:
+    """Recompute the weight of every Conv2d under ``module`` that carries (old-style) weight norm.
+
+    torch's WeightNorm recomputes ``weight`` from ``weight_g``/``weight_v`` in a forward pre-hook,
+    so code that reads ``conv.weight`` without calling the conv (the fused upsampler folds the
+    smoothing convs' weights into taps) would see the value from the last call, or from
+    construction. Doing it here keeps the model right whatever the upsampler does (the weights are
+    a few numbers each).
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            for hook in m._forward_pre_hooks.values():
+                if isinstance(hook, WeightNorm):
+                    setattr(m, hook.name, hook.compute_weight(m))
+
+
+class ParallelWaveGANGenerator(GeneratorMixin, nn.Module):
+    """``forward(z, c)``: noise (B, in_channels, T) and features (B, aux_channels, T') -> (B, out_channels, T)."""
+
+    def __init__(
+        self,
+        in_channels=1,
+        out_channels=1,
+        kernel_size=3,
+        layers=30,
+        stacks=3,
+        residual_channels=64,
+        gate_channels=128,
+        skip_channels=64,
+        aux_channels=80,
+        aux_context_window=2,
+        dropout=0.0,
+        bias=True,
+        use_weight_norm=True,
+        use_causal_conv=False,
+        upsample_conditional_features=True,
+        upsample_net="ConvInUpsampleNetwork",
+        upsample_params={"upsample_scales": [4, 4, 4, 4]},  # noqa: B006  (parallel_wavegan's signature)
+    ):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.aux_channels = aux_channels
+        self.aux_context_window = aux_context_window
+        self.layers = layers
+        self.stacks = stacks
+        self.kernel_size = kernel_size
+        if layers % stacks != 0:
+            raise ValueError(f"ParallelWaveGANGenerator: layers={layers} must be a multiple of stacks={stacks}")
+        layers_per_stack = layers // stacks
+
+        self.first_conv = _conv1x1(in_channels, residual_channels, bias=True)
+
+        if upsample_conditional_features:
+            # A copy: parallel_wavegan updates the (shared default) dict in place.
+            params = copy.deepcopy(dict(upsample_params))
+            params["use_causal_conv"] = use_causal_conv
+            if upsample_net == "MelGANGenerator":
+                from fastgan.models.melgan import MelGANGenerator
+
+                if aux_context_window != 0:
+                    raise ValueError("ParallelWaveGANGenerator: a MelGANGenerator upsampler needs aux_context_window=0")
+                params.update(use_weight_norm=False, use_final_nonlinear_activation=False)
+                self.upsample_net = MelGANGenerator(**params)
+            elif upsample_net in ("ConvInUpsampleNetwork", "UpsampleNetwork"):
+                if upsample_net == "ConvInUpsampleNetwork":
+                    params.update(aux_channels=aux_channels, aux_context_window=aux_context_window)
+                self.upsample_net = getattr(fastgan.nn, upsample_net)(**params)
+            else:
+                raise ValueError(f"ParallelWaveGANGenerator: unknown upsample_net {upsample_net!r}")
+            self.upsample_factor = int(math.prod(params["upsample_scales"]))
+        else:
+            self.upsample_net = None
+            self.upsample_factor = 1
+
+        self.conv_layers = nn.ModuleList(
+            WaveNetResidualBlock(
+                kernel_size=kernel_size,
+                residual_channels=residual_channels,
+                gate_channels=gate_channels,
+                skip_channels=skip_channels,
+                aux_channels=aux_channels,
+                dilation=2 ** (layer % layers_per_stack),
+                dropout=dropout,
+                bias=bias,
+                use_causal_conv=use_causal_conv,
+            )
+            for layer in range(layers)
+        )
+        self.last_conv_layers = nn.ModuleList(
+            [
+                nn.ReLU(inplace=True),
+                _conv1x1(skip_channels, skip_channels, bias=True),
+                nn.ReLU(inplace=True),
+                _conv1x1(skip_channels, out_channels, bias=True),
+            ]
+        )
+        if use_weight_norm:
+            self.apply_weight_norm()
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        if c is not None and self.upsample_net is not None:
+            _refresh_weight_norm(self.upsample_net)
+            c = self.upsample_net(c)
+            if c.size(-1) != z.size(-1):
+                raise ValueError(
+                    f"ParallelWaveGANGenerator: upsampled features have {c.size(-1)} samples, noise z has {z.size(-1)}"
+                )
+        x = self.first_conv(z)
+        skips = None
+        for layer in self.conv_layers:
+            x, skips = layer(x, c, skip_sum=skips)
+        scale = math.sqrt(1.0 / len(self.conv_layers))
+        skips = skips.mul_(scale) if not torch.is_grad_enabled() else skips * scale
+        return run_layers(self.last_conv_layers, skips)
+
+    def apply_weight_norm(self) -> None:
+        apply_weight_norm(self, (nn.Conv1d, nn.Conv2d))
+
+    @staticmethod
+    def _get_receptive_field_size(layers, stacks, kernel_size, dilation=lambda x: 2**x):
+        layers_per_cycle = layers // stacks
+        return (kernel_size - 1) * sum(dilation(i % layers_per_cycle) for i in range(layers)) + 1
+
+    @property
+    def receptive_field_size(self) -> int:
+        return self._get_receptive_field_size(self.layers, self.stacks, self.kernel_size)
+
+    def inference(self, c=None, x=None, normalize_before: bool = False) -> torch.Tensor:
+        """Features (frames, aux_channels) and/or noise (samples, 1) -> (samples, out_channels)."""
+        device = next(self.parameters()).device
+        if x is not None:
+            if not isinstance(x, torch.Tensor):
+                x = torch.tensor(x, dtype=torch.float, device=device)
+            x = x.transpose(1, 0).unsqueeze(0)
+        else:
+            if c is None:
+                raise ValueError("ParallelWaveGANGenerator.inference: pass features c, noise x, or both")
+            x = torch.randn(1, 1, len(c) * self.upsample_factor, device=device)
+        if c is not None:
+            c = self._features(c, normalize_before)
+            c = nn.functional.pad(c, (self.aux_context_window, self.aux_context_window), mode="replicate")
+        return self.forward(x, c).squeeze(0).transpose(1, 0)
+
+
+class ParallelWaveGANDiscriminator(nn.Module):
+    """Non-causal dilated conv stack: (B, in_channels, T) -> (B, out_channels, T) logits."""
+
+    def __init__(
+        self,
+        in_channels=1,
+        out_channels=1,
+        kernel_size=3,
+        layers=10,
+        conv_channels=64,
+        dilation_factor=1,
+        nonlinear_activation="LeakyReLU",
+        nonlinear_activation_params={"negative_slope": 0.2},  # noqa: B006  (parallel_wavegan's signature)
+        bias=True,
+        use_weight_norm=True,
+    ):
+        super().__init__()
+        if (kernel_size - 1) % 2 != 0:
+            raise ValueError(f"ParallelWaveGANDiscriminator: kernel_size must be odd, got {kernel_size}")
+        if dilation_factor <= 0:
+            raise ValueError(f"ParallelWaveGANDiscriminator: dilation_factor must be > 0, got {dilation_factor}")
+        self.conv_layers = nn.ModuleList()
+        conv_in_channels = in_channels
+        for i in range(layers - 1):
+            if i == 0:
+                dilation = 1
+            else:
+                dilation = i if dilation_factor == 1 else dilation_factor**i
+                conv_in_channels = conv_channels
+            padding = (kernel_size - 1) // 2 * dilation
+            self.conv_layers.append(
+                _kaiming_conv(
+                    conv_in_channels,
+                    conv_channels,
+                    kernel_size=kernel_size,
+                    padding=padding,
+                    dilation=dilation,
+                    bias=bias,
+                )  # fmt: skip
+            )
+            self.conv_layers.append(getattr(nn, nonlinear_activation)(inplace=True, **nonlinear_activation_params))
+        self.conv_layers.append(
+            _kaiming_conv(
+                conv_in_channels, out_channels, kernel_size=kernel_size, padding=(kernel_size - 1) // 2, bias=bias
+            )  # fmt: skip
+        )
+        if use_weight_norm:
+            self.apply_weight_norm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_layers(self.conv_layers, x)
+
+    def apply_weight_norm(self) -> None:
+        apply_weight_norm(self, (nn.Conv1d, nn.Conv2d))
+
+    def remove_weight_norm(self) -> None:
+        remove_weight_norm(self)

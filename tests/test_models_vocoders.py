@@ -1,0 +1,304 @@
+"""MelGAN, Multi-band MelGAN, Parallel WaveGAN and HiFi-GAN against parallel_wavegan 0.6.1.
+
+Each case builds parallel_wavegan's model from a seed, loads its state_dict into ours (the keys
+must be identical, weight norm's ``weight_g``/``weight_v`` included) and compares outputs, and for
+the small configurations every parameter's gradient. Default (paper-size) configurations run on
+the fallback path only (marked ``reference``: through the Triton interpreter they would take
+hours); the small ones run in both passes, so the interpreter pass runs the models' kernels.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import fastgan.models as models
+import numpy as np
+import pytest
+import torch
+
+from fastgan.nn import PQMF
+from tests.conftest import DEVICE
+from tests.oracle import parallel_wavegan
+from tests.tolerances import MODELS, assert_close_scaled
+
+# torch.nn.utils.weight_norm (the form whose keys parallel_wavegan's checkpoints hold) is deprecated.
+pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+
+FRAMES = 4
+
+# name, constructor kwargs, input maker(seeded generator) -> args. Small enough for the interpreter.
+SMALL_GENERATORS = {
+    "melgan": ("MelGANGenerator", dict(in_channels=5, channels=16, upsample_scales=[2, 2], stacks=2),
+               lambda: (torch.randn(2, 5, FRAMES),)),
+    "melgan-causal": ("MelGANGenerator", dict(in_channels=5, channels=16, upsample_scales=[2, 2], stacks=2,
+                                              use_causal_conv=True), lambda: (torch.randn(2, 5, 2 * FRAMES),)),
+    "mb-melgan": ("MelGANGenerator", dict(in_channels=5, out_channels=4, channels=16, upsample_scales=[3, 2],
+                                          stacks=2), lambda: (torch.randn(1, 5, FRAMES),)),
+    "hifigan-resblock1": ("HiFiGANGenerator", dict(in_channels=5, channels=16, upsample_scales=(2, 2),
+                                                   upsample_kernel_sizes=(4, 4), resblock_kernel_sizes=(3, 5),
+                                                   resblock_dilations=[(1, 3), (1, 2)]),
+                          lambda: (torch.randn(2, 5, FRAMES),)),
+    "hifigan-resblock2": ("HiFiGANGenerator", dict(in_channels=5, channels=16, upsample_scales=(4,),
+                                                   upsample_kernel_sizes=(8,), resblock_kernel_sizes=(3, 5),
+                                                   resblock_dilations=[(1, 2), (2, 6)], use_additional_convs=False),
+                          lambda: (torch.randn(1, 5, FRAMES),)),
+    "pwg": ("ParallelWaveGANGenerator", dict(layers=4, stacks=2, residual_channels=8, gate_channels=16,
+                                             skip_channels=8, aux_channels=5, aux_context_window=1,
+                                             upsample_params={"upsample_scales": [2, 2]}),
+            lambda: (torch.randn(2, 1, 4 * FRAMES), torch.randn(2, 5, FRAMES + 2))),
+}  # fmt: skip
+
+SMALL_DISCRIMINATORS = {
+    "melgan-msd": ("MelGANMultiScaleDiscriminator", dict(scales=2, channels=4, max_downsample_channels=16,
+                                                        downsample_scales=[2, 2])),
+    "hifigan-mpd": ("HiFiGANMultiPeriodDiscriminator", dict(periods=[2, 3], discriminator_params=dict(
+        channels=4, downsample_scales=[3, 1], max_downsample_channels=8))),
+    "hifigan-msd": ("HiFiGANMultiScaleDiscriminator", dict(scales=2, discriminator_params=dict(
+        channels=4, max_downsample_channels=8, max_groups=4, kernel_sizes=[5, 7, 5, 3], downsample_scales=[2, 1]),
+        follow_official_norm=True)),
+    "hifigan-msmpd": ("HiFiGANMultiScaleMultiPeriodDiscriminator", dict(
+        scales=2, scale_discriminator_params=dict(channels=4, max_downsample_channels=8, max_groups=4,
+                                                  kernel_sizes=[5, 7, 5, 3], downsample_scales=[2, 1]),
+        periods=[2, 3], period_discriminator_params=dict(channels=4, downsample_scales=[3, 1],
+                                                         max_downsample_channels=8))),
+    "pwg": ("ParallelWaveGANDiscriminator", dict(layers=4, conv_channels=8)),
+}  # fmt: skip
+
+
+def pwg_models():
+    return parallel_wavegan("models")
+
+
+def build_pair(name: str, kwargs: dict, seed: int = 0, perturb: bool = True):
+    """parallel_wavegan's model from a seed and ours with its state_dict loaded, both on DEVICE."""
+    torch.manual_seed(seed)
+    theirs = getattr(pwg_models(), name)(**copy.deepcopy(kwargs)).to(DEVICE)
+    ours = getattr(models, name)(**copy.deepcopy(kwargs)).to(DEVICE)
+    if perturb:  # as after training: no parameter keeps its (often deterministic) initial value
+        with torch.no_grad():
+            for parameter in theirs.parameters():
+                parameter.add_(0.1 * parameter.abs().mean() * torch.randn_like(parameter))
+    assert list(ours.state_dict()) == list(theirs.state_dict()), "state_dict keys differ"
+    ours.load_state_dict(theirs.state_dict())
+    return theirs, ours
+
+
+def flatten(outputs):
+    if isinstance(outputs, (list, tuple)):
+        return [t for item in outputs for t in flatten(item)]
+    return [outputs]
+
+
+def assert_outputs_close(ours, theirs):
+    ours, theirs = flatten(ours), flatten(theirs)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert_close_scaled(a, b, MODELS)
+
+
+def assert_gradients_close(ours: torch.nn.Module, theirs: torch.nn.Module):
+    named = dict(theirs.named_parameters())
+    grads = [p.grad.abs().max() for p in theirs.parameters() if p.grad is not None]
+    model_scale = torch.stack(grads).max().item()
+    for name, parameter in ours.named_parameters():
+        expected = named[name].grad
+        if expected is None:  # unused by parallel_wavegan's graph (e.g. the last WaveNet layer's residual conv)
+            assert parameter.grad is None or parameter.grad.abs().max() == 0, f"{name}: expected no gradient"
+            continue
+        assert parameter.grad is not None, f"no gradient for {name}"
+        if expected.abs().max() <= 1e-6 * model_scale:
+            # Zero in exact arithmetic, rounding noise in both (e.g. weight_v of a weight-normed conv
+            # whose rows have one element: w = g * sign(v)); only its size can be compared.
+            assert parameter.grad.abs().max() <= 1e-5 * model_scale, name
+            continue
+        assert_close_scaled(parameter.grad, expected, MODELS)
+
+
+class TestSmallConfigurations:
+    """Forward and every parameter gradient equal to parallel_wavegan's; both passes."""
+
+    @pytest.mark.parametrize("case", list(SMALL_GENERATORS))
+    def test_generator(self, case):
+        name, kwargs, make_inputs = SMALL_GENERATORS[case]
+        theirs, ours = build_pair(name, kwargs)
+        inputs = make_inputs()
+        expected, actual = theirs(*inputs), ours(*inputs)
+        assert_outputs_close(actual, expected)
+        grad_out = torch.randn_like(expected)
+        expected.backward(grad_out)
+        actual.backward(grad_out)
+        assert_gradients_close(ours, theirs)
+
+    @pytest.mark.parametrize("case", list(SMALL_DISCRIMINATORS))
+    def test_discriminator(self, case):
+        name, kwargs = SMALL_DISCRIMINATORS[case]
+        theirs, ours = build_pair(name, kwargs)
+        x = torch.randn(2, 1, 67)
+        x_theirs, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
+        expected, actual = flatten(theirs(x_theirs)), flatten(ours(x_ours))
+        assert_outputs_close(actual, expected)
+        grads = [torch.randn_like(t) for t in expected]
+        torch.autograd.backward(expected, grads)
+        torch.autograd.backward(actual, grads)
+        assert_gradients_close(ours, theirs)
+        assert_close_scaled(x_ours.grad, x_theirs.grad, MODELS)
+
+    @pytest.mark.parametrize("case", ["melgan", "hifigan-resblock1", "pwg"])
+    def test_remove_weight_norm_keeps_the_function_and_parallel_wavegans_keys(self, case):
+        name, kwargs, make_inputs = SMALL_GENERATORS[case]
+        theirs, ours = build_pair(name, kwargs)
+        inputs = make_inputs()
+        with torch.no_grad():
+            before = ours(*inputs)
+            theirs.remove_weight_norm()
+            ours.remove_weight_norm()
+            assert not any(k.endswith(("weight_g", "weight_v")) for k in ours.state_dict())
+            assert list(ours.state_dict()) == list(theirs.state_dict())
+            assert_outputs_close(ours(*inputs), before)
+            assert_outputs_close(ours(*inputs), theirs(*inputs))
+
+    def test_inference_matches_parallel_wavegan(self):
+        for case in ("melgan", "hifigan-resblock1"):
+            name, kwargs, _ = SMALL_GENERATORS[case]
+            theirs, ours = build_pair(name, kwargs)
+            features = np.random.default_rng(0).standard_normal((FRAMES, 5)).astype(np.float32)
+            with torch.no_grad():
+                expected, actual = theirs.inference(features), ours.inference(features)
+            assert actual.shape == (FRAMES * 4, 1)
+            assert_close_scaled(actual, expected, MODELS)
+        name, kwargs, _ = SMALL_GENERATORS["pwg"]
+        theirs, ours = build_pair(name, kwargs)
+        features, noise = torch.randn(FRAMES, 5), torch.randn(FRAMES * 4, 1)
+        with torch.no_grad():
+            expected, actual = theirs.inference(features, noise), ours.inference(features, noise)
+        assert actual.shape == (FRAMES * 4, 1)
+        assert_close_scaled(actual, expected, MODELS)
+
+    def test_multiband_inference_synthesises_through_pqmf(self):
+        name, kwargs, _ = SMALL_GENERATORS["mb-melgan"]
+        theirs, ours = build_pair(name, kwargs)
+        theirs.pqmf = parallel_wavegan("layers").PQMF(subbands=4).to(DEVICE)
+        ours.pqmf = PQMF(subbands=4).to(DEVICE)
+        features = torch.randn(FRAMES, 5)
+        with torch.no_grad():
+            expected, actual = theirs.inference(features), ours.inference(features)
+        assert actual.shape == (FRAMES * 6 * 4, 1)
+        assert_close_scaled(actual, expected, MODELS)
+
+
+@pytest.mark.reference  # paper-size models: too slow for the Triton interpreter
+class TestDefaultConfigurations:
+    @pytest.mark.parametrize(
+        "name, kwargs, make_inputs",
+        [
+            ("MelGANGenerator", {}, lambda: (torch.randn(1, 80, FRAMES),)),
+            ("MelGANGenerator", dict(out_channels=4, channels=384, upsample_scales=[5, 5, 3], stacks=4),
+             lambda: (torch.randn(1, 80, 2 * FRAMES),)),  # Multi-band MelGAN's (dilation 27 needs > 27 samples)
+            ("HiFiGANGenerator", models.HIFIGAN_CONFIGS["v1"], lambda: (torch.randn(1, 80, FRAMES),)),
+            ("HiFiGANGenerator", models.HIFIGAN_CONFIGS["v2"], lambda: (torch.randn(1, 80, FRAMES),)),
+            ("HiFiGANGenerator", models.HIFIGAN_CONFIGS["v3"], lambda: (torch.randn(1, 80, FRAMES),)),
+            ("ParallelWaveGANGenerator", {}, lambda: (torch.randn(1, 1, 256 * FRAMES), torch.randn(1, 80, FRAMES + 4))),
+            ("MelGANMultiScaleDiscriminator", {}, lambda: (torch.randn(1, 1, 4096),)),
+            ("HiFiGANMultiPeriodDiscriminator", {}, lambda: (torch.randn(1, 1, 4096),)),
+            ("HiFiGANMultiScaleDiscriminator", {}, lambda: (torch.randn(1, 1, 4096),)),
+            ("ParallelWaveGANDiscriminator", {}, lambda: (torch.randn(1, 1, 4096),)),
+        ],
+        ids=["melgan", "mb-melgan", "hifigan-v1", "hifigan-v2", "hifigan-v3", "pwg", "melgan-msd", "hifigan-mpd",
+             "hifigan-msd", "pwg-d"],
+    )  # fmt: skip
+    def test_outputs_equal_parallel_wavegans(self, name, kwargs, make_inputs):
+        # The seed's weights as they are (the small configurations cover perturbed, "trained" ones).
+        theirs, ours = build_pair(name, kwargs, perturb=False)
+        inputs = make_inputs()
+        with torch.no_grad():
+            assert_outputs_close(ours(*inputs), theirs(*inputs))
+            theirs.remove_weight_norm() if hasattr(theirs, "remove_weight_norm") else None
+            ours.remove_weight_norm() if hasattr(ours, "remove_weight_norm") else None
+            assert_outputs_close(ours(*inputs), theirs(*inputs))
+
+    @pytest.mark.parametrize(
+        "version, millions", [("v1", 13.92), ("v2", 0.92), ("v3", 1.46)]
+    )  # the HiFi-GAN paper's Table 1 (parameters without weight norm's extra g)
+    def test_hifigan_parameter_counts_match_the_paper(self, version, millions):
+        generator = models.HiFiGANGenerator.from_config(version)
+        generator.remove_weight_norm()
+        count = sum(p.numel() for p in generator.parameters()) / 1e6
+        assert millions <= count < millions + 0.01
+
+    def test_melgan_parameter_count_matches_the_paper(self):
+        generator = models.MelGANGenerator()
+        generator.remove_weight_norm()
+        assert round(sum(p.numel() for p in generator.parameters()) / 1e6, 2) == 4.26  # Kumar et al. 2019
+
+
+PAIRS = {
+    "melgan": ("melgan", "melgan-msd"),
+    "mb-melgan": ("mb-melgan", "melgan-msd"),
+    "hifigan": ("hifigan-resblock1", "hifigan-msmpd"),
+    "pwg": ("pwg", "pwg"),
+}
+
+
+def small_discriminator(case: str) -> torch.nn.Module:
+    name, kwargs = SMALL_DISCRIMINATORS[case]
+    return getattr(models, name)(**copy.deepcopy(kwargs)).to(DEVICE)
+
+
+@pytest.mark.parametrize("pair", list(PAIRS))
+def test_backward_through_generator_and_discriminator(pair):
+    """One least-squares GAN step with feature matching: every parameter of both gets a finite gradient."""
+    generator_case, discriminator_case = PAIRS[pair]
+    name, kwargs, make_inputs = SMALL_GENERATORS[generator_case]
+    generator = getattr(models, name)(**copy.deepcopy(kwargs)).to(DEVICE)
+    discriminator = small_discriminator(discriminator_case)
+    fake = generator(*make_inputs())
+    if pair == "mb-melgan":
+        fake = PQMF(subbands=4).to(DEVICE).synthesis(fake)
+    real = torch.randn_like(fake)
+
+    def outputs(x):
+        result = discriminator(x)
+        return result if isinstance(result, list) else [[result]]
+
+    def last(o):
+        return o[-1] if isinstance(o, list) else o
+
+    loss_d = sum(((last(r) - 1) ** 2).mean() + (last(f) ** 2).mean()
+                 for r, f in zip(outputs(real), outputs(fake.detach()), strict=True))  # fmt: skip
+    loss_d.backward()
+    for parameter in discriminator.parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+    discriminator.zero_grad()
+    real_features = [[t.detach() for t in (o if isinstance(o, list) else [o])] for o in outputs(real)]
+    fake_outputs = outputs(fake)
+    loss_adv = sum(((last(f) - 1) ** 2).mean() for f in fake_outputs)
+    loss_fm = sum((a - b).abs().mean() for fo, ro in zip(fake_outputs, real_features, strict=True)
+                  for a, b in zip(fo[:-1] if isinstance(fo, list) else [], ro[:-1], strict=True))  # fmt: skip
+    (loss_adv + 2.0 * loss_fm).backward()
+    for parameter in generator.parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+
+
+class TestErrors:
+    def test_bad_configurations(self):
+        with pytest.raises(ValueError, match="must be 2 x"):
+            models.HiFiGANGenerator(upsample_scales=(8,), upsample_kernel_sizes=(15,), channels=16)
+        with pytest.raises(ValueError, match="unknown configuration"):
+            models.HiFiGANGenerator.from_config("v4")
+        with pytest.raises(ValueError, match="multiple of stacks"):
+            models.ParallelWaveGANGenerator(layers=10, stacks=3)
+        with pytest.raises(ValueError, match="unknown upsample_net"):
+            models.ParallelWaveGANGenerator(upsample_net="Nope")
+        with pytest.raises(ValueError, match="divisible"):
+            models.MelGANGenerator(channels=264)
+
+    def test_pwg_length_mismatch_names_both_lengths(self):
+        name, kwargs, _ = SMALL_GENERATORS["pwg"]
+        generator = getattr(models, name)(**kwargs)
+        with pytest.raises(ValueError, match="upsampled features have 16 samples, noise z has 15"):
+            generator(torch.randn(1, 1, 15), torch.randn(1, 5, FRAMES + 2))
+
+    def test_default_upsample_params_are_not_mutated(self):
+        params = {"upsample_scales": [2, 2]}
+        models.ParallelWaveGANGenerator(layers=2, stacks=1, upsample_params=params)
+        assert params == {"upsample_scales": [2, 2]}
