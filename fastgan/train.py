@@ -587,12 +587,14 @@ class Trainer:
             mel = self.melspec(context, center=False)
             return normalize(mel, self.stats, mel_axis=1)
 
-    def _generate(self, c: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(full-band waveform, sub-band waveform or None)."""
+    def _generate(
+        self, c: torch.Tensor, length: int, rng: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(full-band waveform, sub-band waveform or None); ``rng`` draws Parallel WaveGAN's noise."""
         generator = self.models["generator"]
         with self._autocast():
             if self.noise_input:
-                z = torch.randn(c.size(0), 1, length, device=self.device)
+                z = torch.randn(c.size(0), 1, length, device=self.device, generator=rng)
                 y_ = generator(z, c)
             else:
                 y_ = generator(c)
@@ -740,7 +742,11 @@ class Trainer:
     # -- validation ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> float | None:
-        """Mean multi-resolution STFT distance (spectral convergence + log magnitude) over the validation set."""
+        """Mean multi-resolution STFT distance (spectral convergence + log magnitude) over the validation set.
+
+        Deterministic: Parallel WaveGAN's noise comes from a generator seeded with the config's seed each time (the
+        global RNG, and so a resumed run, is untouched).
+        """
         if self.valid is None or self.wgan:
             return None
         G = self._module("generator")
@@ -748,6 +754,7 @@ class Trainer:
         stft = L.MultiResolutionSTFTLoss().to(self.device)
         total = 0.0
         w = self.dataset.mel_context
+        rng = torch.Generator(self.device).manual_seed(int(self.config["seed"]))  # the same noise every time
         for i in range(len(self.valid)):
             utt = self.valid.utterance(i)
             audio = torch.from_numpy(utt.audio).to(self.device)  # the aligned utterance: frames * hop samples
@@ -755,11 +762,33 @@ class Trainer:
             mel = normalize(self.melspec(padded, center=False), self.stats, mel_axis=1)
             if w:
                 mel = torch.nn.functional.pad(mel, (w, w), mode="replicate")
-            y_, _ = self._generate(mel, audio.numel())
+            y_, _ = self._generate(mel, audio.numel(), rng)
             sc, mag = stft(y_.reshape(1, -1)[:, : audio.numel()], audio[None])
             total += (sc + mag).item()
+            if i == 0 and self.is_main:
+                self._write_sample(y_.reshape(-1)[: audio.numel()], utt.path.stem)
         G.train()
         return total / len(self.valid)
+
+    def _write_sample(self, audio: torch.Tensor, name: str):
+        """The first validation utterance as generated now: ``samples/step<N>-<name>.wav`` and, with TensorBoard,
+        its audio and log-mel image."""
+        wave = audio.detach().float().cpu().clamp(-1, 1)
+        try:
+            import soundfile as sf
+
+            folder = self.out / "samples"
+            folder.mkdir(exist_ok=True)
+            sf.write(
+                str(folder / f"step{self.steps}-{name}.wav"), wave.numpy(), self.mel.sampling_rate, subtype="PCM_16"
+            )
+        except ImportError:
+            pass
+        if self._writer is not None:
+            self._writer.add_audio(f"valid/{name}", wave[None], self.steps, sample_rate=self.mel.sampling_rate)
+            mel = self.melspec(wave.to(self.device))[0].cpu()
+            image = (mel - mel.min()) / (mel.max() - mel.min()).clamp_min(1e-6)
+            self._writer.add_image(f"valid/{name}_logmel", image.flip(0)[None], self.steps)
 
     # -- the loop -----------------------------------------------------------------------------------------------------
     def train(self, max_steps: int | None = None) -> dict:

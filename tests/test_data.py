@@ -213,3 +213,21 @@ def test_preprocess_writes_parallel_wavegan_dumps(tmp_path, fmt, caplog):
         (src / "arctic" / "arctic_a0009.wav").unlink()
         (src / "espeak_en-us" / "s03.wav").unlink()
         preprocess(src, tmp_path / "dump2", CFG, fmt=fmt, device="cpu")
+
+
+def test_mel_context_frames_and_from_arrays():
+    """Parallel WaveGAN's aux_context_window: w extra feature frames each side of the audio's frames."""
+    audio = load_audio(CORPUS / "arctic" / "arctic_a0007.wav")
+    ds = AudioMelDataset.from_arrays([audio], CFG, segment_frames=16, mel_context=2, labels=["slt"])
+    assert ds.labels == ["slt"] and len(ds) == 1
+    utterance_mel = torch.from_numpy(logmelfilterbank(audio, **CFG.to_dict()))
+    melspec = LogMelSpectrogram(CFG)
+    for draw in range(4):
+        item = ds[(0, draw)]
+        start = item["start"]
+        assert start >= 2 and item["audio"].shape == (1, 16 * 256)
+        mel = melspec(item["context"], center=False)[0].T
+        assert mel.shape[0] == 16 + 4
+        torch.testing.assert_close(mel, utterance_mel[start - 2 : start + 18], rtol=0, atol=2e-5)
+    with pytest.raises(ValueError, match="no waveforms"):
+        AudioMelDataset.from_arrays([], CFG)

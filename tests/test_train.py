@@ -61,6 +61,7 @@ def test_vocoder_few_steps_reduce_loss_and_checkpoint_loads(name, small_corpus, 
     config = tiny_config(
         name,
         discriminator_train_start_steps=2,
+        eval_interval_steps=5,
         generator_optimizer_params={"lr": 2e-3},
         discriminator_optimizer_params={"lr": 2e-3},
     )
@@ -75,6 +76,8 @@ def test_vocoder_few_steps_reduce_loss_and_checkpoint_loads(name, small_corpus, 
     rows = (tmp_path / "losses.csv").read_text().splitlines()
     assert len(rows) == 6 and rows[0].startswith("step,elapsed_s,steps_per_s,generator_loss")
     assert rows[-1].split(",")[rows[0].split(",").index("discriminator_loss")] != ""  # the adversarial phase ran
+    assert float(rows[-1].split(",")[-1]) == pytest.approx(after, rel=1e-5)  # valid_stft_distance (6 digits)
+    assert (tmp_path / "samples" / "step5-s05.wav").exists()
     # the checkpoint loads into a fresh generator that reproduces the trained one
     generator, loaded_config, stats = load_generator(summary["checkpoint"])
     assert loaded_config["generator_type"] == config["generator_type"] and stats is not None
