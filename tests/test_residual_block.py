@@ -55,6 +55,8 @@ def make_params(kind, channels, kernel_size, bias=True, dtype=torch.float32, gen
         (w2, b2), (ws, bs) = conv(1), conv(1)
     elif kind == "resblock1":
         w2, b2 = conv(kernel_size)
+    elif kind == "pointwise":  # a 1x1 second conv with an identity residual (not a parallel_wavegan layer)
+        w2, b2 = conv(1)
     return (w1, b1, w2, b2, ws, bs)
 
 
@@ -189,6 +191,21 @@ def test_op_matches_composition_fp32(case):
     params = make_params(kind, channels, kernel_size, generator=generator)
     grad_out = torch.randn(x.shape, generator=generator)
     check_against_composition(x, params, (SLOPES[kind], dilation, padding, causal), grad_out, torch.float32)
+
+
+def test_wide_melgan_and_pointwise_take_the_unfused_launches(monkeypatch):
+    # Channels past the fused kernel's widest tile, and a 1x1 second conv without a shortcut, run
+    # as separate conv launches; shrink the fused limit so that small shapes exercise that path.
+    pytest.importorskip("triton")
+    from fastgan.kernels import residual_block as kernels
+
+    monkeypatch.setattr(kernels, "MAX_FUSED_CHANNELS", 8)
+    generator = torch.Generator(device=DEVICE).manual_seed(7)
+    for kind, padding, causal in (("melgan", "reflect", False), ("pointwise", "zeros", True)):
+        x = torch.randn(2, 20, 33, generator=generator)
+        params = make_params(kind, 20, 3, generator=generator)
+        grad_out = torch.randn(x.shape, generator=generator)
+        check_against_composition(x, params, (0.2, 3, padding, causal), grad_out, torch.float32)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -421,6 +438,25 @@ def test_hifigan_block_non_leaky_activation_falls_back():
 
 
 class TestModules:
+    @pytest.mark.parametrize("block", ["stack", "hifigan"])
+    def test_autocast_matches_parallel_wavegan(self, block):
+        layers = parallel_wavegan("layers")
+        if block == "stack":
+            ours, theirs = (
+                fastgan.nn.ResidualStack(channels=12, dilation=3),
+                layers.ResidualStack(channels=12, dilation=3),
+            )
+        else:
+            ours, theirs = fastgan.nn.HiFiGANResidualBlock(channels=12), layers.HiFiGANResidualBlock(channels=12)
+        ours.load_state_dict(theirs.state_dict())
+        ours, theirs = ours.to(DEVICE), theirs.to(DEVICE)
+        x = torch.randn(2, 12, 40)
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+            expected = theirs(x)
+            out = ours(x)
+        assert out.dtype == expected.dtype  # bf16 (stack) or promoted to x's fp32 by the residual add
+        assert_scaled_close(out, expected.float(), torch.bfloat16, "autocast out")
+
     @pytest.mark.parametrize("form", ["hook", "parametrization"])
     def test_fold_weight_norm_keeps_outputs(self, form):
         for module in (

@@ -79,7 +79,24 @@ def fold_weight_norm(module: nn.Module) -> nn.Module:
 
 
 def _fusable(x: torch.Tensor) -> bool:
-    return x.dim() == 3 and not torch.is_autocast_enabled(x.device.type)
+    return x.dim() == 3
+
+
+def _step(x, tensors, slope: float, dilation: int, padding: str, causal: bool, keep_dtype: bool = False):
+    """One fused step. Under autocast it runs in the autocast dtype, as the convs would; with
+    ``keep_dtype`` the result is cast back to x's dtype, as parallel_wavegan's ``conv(x) + x`` promotes."""
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        tensors = [None if t is None else t.to(dtype) for t in tensors]
+        with torch.autocast(device_type, enabled=False):
+            out = functional.leaky_dilated_residual(
+                x.to(dtype), *tensors, negative_slope=slope, dilation=dilation, padding=padding, causal=causal
+            )
+        return out.to(x.dtype) if keep_dtype else out
+    return functional.leaky_dilated_residual(
+        x, *tensors, negative_slope=slope, dilation=dilation, padding=padding, causal=causal
+    )
 
 
 class ResidualStack(nn.Module):
@@ -157,9 +174,7 @@ class ResidualStack(nn.Module):
         if fused is None:
             return self.stack(c) + self.skip_layer(c)
         tensors, slope, padding = fused
-        return functional.leaky_dilated_residual(
-            c, *tensors, negative_slope=slope, dilation=self.dilation, padding=padding, causal=self.use_causal_conv
-        )
+        return _step(c, tensors, slope, self.dilation, padding, self.use_causal_conv)
 
 
 class HiFiGANResidualBlock(nn.Module):
@@ -255,8 +270,5 @@ class HiFiGANResidualBlock(nn.Module):
                 x = xt + x
             return x
         for w1, b1, w2, b2, slope, dilation in steps:
-            x = functional.leaky_dilated_residual(
-                x, w1, b1, w2, b2, negative_slope=slope, dilation=dilation, padding="zeros",
-                causal=self.use_causal_conv,
-            )  # fmt: skip
+            x = _step(x, (w1, b1, w2, b2, None, None), slope, dilation, "zeros", self.use_causal_conv, True)
         return x
