@@ -23,9 +23,14 @@ Backward recomputes the dilated conv's output ``z`` (one extra conv, a third of 
 FLOPs for ResBlock1/MelGAN) rather than saving it: the forward keeps nothing but its inputs, so a
 training step's activation memory is one tensor per step, as in inference.
 
-Dots: fp16/bf16 operands on tensor cores with fp32 accumulation; fp32 tensors use
-``input_precision="ieee"`` (no TF32). The Triton interpreter multiplies bf16 dots wrongly, so
-under the interpreter bf16 operands are dotted in fp32 (``HALF_DOT=False``).
+Dots: fp16/bf16 operands on tensor cores with fp32 accumulation. fp32 tensors use 3xTF32
+(``input_precision="tf32x3"``: each operand split into a TF32 high and low part, products good to
+~2**-21 relative, within RESIDUAL_BLOCK's fp32 tolerance; plain TF32 at ~2**-11 would not be), which
+also keeps the fp32 configurations on tensor cores and free of spills. The Triton interpreter
+multiplies bf16 dots wrongly, so under the interpreter bf16 operands are dotted in fp32
+(``HALF_DOT=False``); the interpreter computes fp32 dots in full fp32.
+
+Tiles are fixed per kernel (listed in ``aot_specs``) and not yet tuned on a GPU.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ WGRAD_MAX_SPLITS = 64
 # _fused_1x1_forward_kernel: every channel of the output tile in one program.
 FUSED_BLOCK_M = FUSED_BLOCK_CI = 32
 FUSED_STAGES = 2
-FUSED_BLOCK_CS = (32, 64, 128, 256)  # wider: the two-launch path
+FUSED_BLOCK_CS = (32, 64, 128, 256)  # more channels: the separate conv launches
 MAX_FUSED_CHANNELS = FUSED_BLOCK_CS[-1]
 
 # The _conv_kernel modes the launchers use: (ACT_IN, HAS_BIAS, ACT_OUT, GATE, RESIDUAL, ADJOINT).
