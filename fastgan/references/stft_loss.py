@@ -32,19 +32,29 @@ def padded_window(window: torch.Tensor, n_fft: int) -> torch.Tensor:
     return torch.nn.functional.pad(window, (left, n_fft - window.shape[0] - left))
 
 
-def magnitudes(
-    signals: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, eps: float, mel_basis: torch.Tensor | None
-) -> torch.Tensor:
-    """(R, bins, frames) magnitudes of every row of ``signals`` in one torch.stft call (fp32; fp64 for fp64 input)."""
+def spectra(signals: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """(R, frames, bins) complex spectra of every row in one torch.stft call (complex64; complex128 for fp64).
+
+    torch.stft returns (R, bins, frames) as a transposed view of (R, frames, bins) memory: this is
+    that memory, contiguous, so the element-wise passes and sums below run on contiguous data.
+    """
     dtype = torch.float64 if signals.dtype == torch.float64 else torch.float32
     spectrum = torch.stft(
         signals.to(dtype), n_fft, hop, n_fft, padded_window(window.to(dtype), n_fft),
         center=True, pad_mode="reflect", return_complex=True,
     )  # fmt: skip
+    return spectrum.transpose(1, 2)
+
+
+def magnitudes(
+    signals: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, eps: float, mel_basis: torch.Tensor | None
+) -> torch.Tensor:
+    """(R, frames, bins or n_mels) magnitudes of every row of ``signals`` (fp32; fp64 for fp64 input)."""
+    spectrum = spectra(signals, n_fft, hop, window)
     power = spectrum.real.square() + spectrum.imag.square()  # two passes: cheaper than a size-2 reduction
     mag = power.clamp_min(eps).sqrt()
     if mel_basis is not None:
-        mag = torch.matmul(mel_basis.to(dtype), mag)
+        mag = torch.matmul(mag, mel_basis.to(mag.dtype).transpose(0, 1))
     return mag
 
 
@@ -74,31 +84,30 @@ def stft_loss_sums_reference(
 
 
 def _spectra(x: torch.Tensor, y: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, eps: float):
-    """Both signals' complex spectra, powers and clamped magnitudes: (2R, bins, frames) each."""
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    win = padded_window(window.to(dtype), n_fft)
-    signals = torch.cat([x, y]).to(dtype)
-    spectrum = torch.stft(signals, n_fft, hop, n_fft, win, center=True, pad_mode="reflect", return_complex=True)
+    """Both signals' spectra, powers and clamped magnitudes, (2R, frames, bins) each, and the padded window."""
+    spectrum = spectra(torch.cat([x, y]), n_fft, hop, window)
     power = spectrum.real.square() + spectrum.imag.square()
-    return spectrum, power, power.clamp_min(eps).sqrt(), win
+    return spectrum, power, power.clamp_min(eps).sqrt(), padded_window(window.to(power.dtype), n_fft)
 
 
 def _stft_adjoint(grad_mag, spectrum, power, mag, eps, win, n_fft, hop, length, rows, out_dtype):
-    """Signal gradients from d(loss)/d(magnitude) (count, bins, frames), count = R or 2R: (count // R, R, T)."""
-    count = grad_mag.shape[0]
+    """Signal gradients from d(loss)/d(magnitude) (count, frames, bins), count = R or 2R: (count // R, R, T)."""
+    count, n_frames, _ = grad_mag.shape
     # m = sqrt(clamp(p, eps)), p = re^2 + im^2: d/d(re, im) = (re, im) · d/dm / m where p >= eps.
-    coef = torch.where(power[:count] >= eps, grad_mag / mag[:count], 0.0)
-    grad_spectrum = coef * spectrum[:count]  # (count, bins, frames): d/dre + i d/dim
+    coef = grad_mag / mag[:count] * (power[:count] >= eps)
+    grad_spectrum = coef * spectrum[:count]  # d/dre + i d/dim
     # grad frame[n] = Re(sum_k G_k e^{2 pi i k n / N}) = N · irfft(Z), Z_k = G_k / 2 except DC and Nyquist.
-    grad_spectrum[:, 1 : n_fft // 2] *= 0.5
-    frames = torch.fft.irfft(grad_spectrum, n=n_fft, dim=1) * n_fft  # (count, n_fft, frames)
-    frames = frames * win[:, None]
-    padded_length = length + 2 * (n_fft // 2)
-    padded = torch.nn.functional.fold(frames, (1, padded_length), (1, n_fft), stride=(1, hop)).reshape(count, -1)
-    source = torch.arange(padded_length, device=grad_mag.device) - n_fft // 2
-    source = torch.where(source < 0, -source, source)
-    source = torch.where(source > length - 1, 2 * (length - 1) - source, source)
-    grad = torch.zeros((count, length), dtype=padded.dtype, device=grad_mag.device).index_add_(1, source, padded)
+    grad_spectrum[:, :, 1 : n_fft // 2] *= 0.5
+    frames = torch.fft.irfft(grad_spectrum, n=n_fft, dim=2) * (n_fft * win)  # (count, frames, n_fft), windowed
+    # Overlap-add and the reflect padding's adjoint in one index_add: frame f's sample n read signal
+    # sample reflect(f · hop + n - n_fft // 2).
+    position = (torch.arange(n_frames, device=grad_mag.device) * hop)[:, None] + torch.arange(
+        n_fft, device=grad_mag.device
+    ) - n_fft // 2  # fmt: skip
+    position = torch.where(position < 0, -position, position)
+    position = torch.where(position > length - 1, 2 * (length - 1) - position, position)
+    grad = torch.zeros((count, length), dtype=frames.dtype, device=grad_mag.device)
+    grad.index_add_(1, position.reshape(-1), frames.reshape(count, -1))
     return grad.reshape(count // rows, rows, length).to(out_dtype)
 
 
@@ -122,7 +131,7 @@ def stft_loss_backward_reference(
     rows, length = x.shape
     spectrum, power, mag, win = _spectra(x, y, n_fft, hop, window, eps)
     g0, g1, g2, g3 = grad_sums.to(mag.dtype).unbind()
-    m = mag if mel_basis is None else torch.matmul(mel_basis.to(mag.dtype), mag)
+    m = mag if mel_basis is None else torch.matmul(mag, mel_basis.to(mag.dtype).transpose(0, 1))
     mx, my = m[:rows], m[rows:]
     diff = my - mx
     sign_log = torch.sign(my.log() - mx.log())
@@ -132,7 +141,7 @@ def stft_loss_backward_reference(
         grad_m.append(2 * g0 * diff + 2 * g1 * my + g2 * sign_log / my + g3 * sign_diff)
     grad_m = torch.cat(grad_m)
     if mel_basis is not None:
-        grad_m = torch.matmul(mel_basis.to(mag.dtype).transpose(0, 1), grad_m)
+        grad_m = torch.matmul(grad_m, mel_basis.to(mag.dtype))
     return _stft_adjoint(grad_m, spectrum, power, mag, eps, win, n_fft, hop, length, rows, x.dtype)
 
 
@@ -141,8 +150,8 @@ def stft_mel_reference(
 ) -> torch.Tensor:
     """(2, R, frames, n_mels) mel magnitudes ``mel_basis @ sqrt(max(|STFT|^2, eps))`` of x and y (fp32; fp64 for fp64)."""
     rows = x.shape[0]
-    mag = magnitudes(torch.cat([x, y]), n_fft, hop, window, eps, mel_basis)  # (2R, n_mels, frames)
-    return mag.transpose(1, 2).reshape(2, rows, mag.shape[2], mag.shape[1])
+    mag = magnitudes(torch.cat([x, y]), n_fft, hop, window, eps, mel_basis)  # (2R, frames, n_mels)
+    return mag.reshape(2, rows, mag.shape[1], mag.shape[2])
 
 
 def stft_mel_backward_reference(
@@ -161,5 +170,5 @@ def stft_mel_backward_reference(
     spectrum, power, mag, win = _spectra(x, y, n_fft, hop, window, eps)
     signals = 2 if grad_target else 1
     grad = grad_mel[:signals].to(mag.dtype).reshape(signals * rows, grad_mel.shape[2], grad_mel.shape[3])
-    grad_mag = torch.matmul(mel_basis.to(mag.dtype).transpose(0, 1), grad.transpose(1, 2))  # (count, bins, frames)
+    grad_mag = torch.matmul(grad, mel_basis.to(mag.dtype))  # (count, frames, bins)
     return _stft_adjoint(grad_mag, spectrum, power, mag, eps, win, n_fft, hop, length, rows, x.dtype)
