@@ -538,6 +538,12 @@ class TestBadInput:
         with pytest.raises(ValueError, match="padding must be one of"):
             self.call(self.x, *self.params, padding="circular")
 
+    def test_empty_batch(self):
+        x = torch.randn(0, 4, 16, requires_grad=True)
+        out = self.call(x, *self.params)
+        out.sum().backward()
+        assert out.shape == x.shape and x.grad.shape == x.shape
+
     def test_backward_grad_shape(self):
         with pytest.raises(ValueError, match="grad_out must have x's shape"):
             torch.ops.fastgan.leaky_dilated_residual_backward(

@@ -86,7 +86,7 @@ def check_inputs(
 
 
 def _use_triton(x: torch.Tensor, padding: str) -> bool:
-    if padding not in TRITON_PADDINGS:
+    if padding not in TRITON_PADDINGS or x.numel() == 0:  # nothing to launch for an empty batch
         return False
     return _backend.use_triton(x, OP)
 
