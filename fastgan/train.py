@@ -60,7 +60,7 @@ DEFAULTS = {
     "stft_loss_params": {},
     "use_subband_stft_loss": False,
     "subband_stft_loss_params": {
-        "fft_sizes": [384, 683, 171],
+        "fft_sizes": [384, 684, 172],  # parallel_wavegan: 683, 171; fastgan's STFT loss takes even sizes
         "hop_sizes": [30, 60, 10],
         "win_lengths": [150, 300, 60],
     },
@@ -739,6 +739,16 @@ class Trainer:
         self._optimize("generator", gen_loss)
         return values
 
+    def _out_of_time(self, mine: bool) -> bool:
+        """Every rank stops at the same step: rank 0's clock decides."""
+        if not self.distributed:
+            return mine
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if mine else 0.0], device=self.device)
+        dist.broadcast(flag, 0)
+        return bool(flag.item())
+
     # -- validation ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> float | None:
@@ -791,8 +801,9 @@ class Trainer:
             self._writer.add_image(f"valid/{name}_logmel", image.flip(0)[None], self.steps)
 
     # -- the loop -----------------------------------------------------------------------------------------------------
-    def train(self, max_steps: int | None = None) -> dict:
-        """Train until ``train_max_steps`` (or ``max_steps``, for a shorter run); returns a summary."""
+    def train(self, max_steps: int | None = None, max_seconds: float | None = None) -> dict:
+        """Train until ``train_max_steps`` (or ``max_steps``, for a shorter run, or until ``max_seconds`` of wall time
+        have passed: a checkpoint is then written at the step reached); returns a summary."""
         c = self.config
         end = min(c["train_max_steps"], max_steps if max_steps is not None else c["train_max_steps"])
         for model in self.models.values():
@@ -809,16 +820,22 @@ class Trainer:
         step_fn = self._wgan_step if self.wgan else self._vocoder_step
         bar = None
         if self.progress and self.is_main:
-            from tqdm import tqdm
-
+            try:
+                from tqdm import tqdm
+            except ImportError:  # no progress bar without tqdm
+                tqdm = None
+        if self.progress and self.is_main and tqdm is not None:
             bar = tqdm(total=end, initial=self.steps, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         start_time = time.perf_counter()
         interval_start, interval_steps = start_time, 0
-        last_saved = None
+        last_saved, out_of_time, saved_at = None, False, None
         try:
             while self.steps < end:
+                if max_seconds is not None and self._out_of_time(time.perf_counter() - start_time > max_seconds):
+                    out_of_time = True
+                    break
                 values = step_fn(it)
                 self.steps += 1
                 interval_steps += 1
@@ -848,12 +865,14 @@ class Trainer:
                     sums, counts = {}, {}
                     interval_start, interval_steps = now, 0
                 if self.steps % c["save_interval_steps"] == 0 or self.steps == end:
-                    last_saved = self.save_checkpoint()
+                    last_saved, saved_at = self.save_checkpoint(), self.steps
         finally:
             if bar is not None:
                 bar.close()
             if self._writer is not None:
                 self._writer.close()
+        if out_of_time and saved_at != self.steps:  # every rank (the RNG gather)
+            last_saved = self.save_checkpoint()
         return {
             "steps": self.steps,
             "checkpoint": None if last_saved is None else str(last_saved),

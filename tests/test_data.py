@@ -231,3 +231,18 @@ def test_mel_context_frames_and_from_arrays():
         torch.testing.assert_close(mel, utterance_mel[start - 2 : start + 18], rtol=0, atol=2e-5)
     with pytest.raises(ValueError, match="no waveforms"):
         AudioMelDataset.from_arrays([], CFG)
+
+
+def test_stdlib_wave_reader_matches_soundfile(tmp_path):
+    """The fallback for machines without soundfile (the GPU image) reads PCM wav identically."""
+    import soundfile as sf
+
+    from fastgan.data import _StdlibWave
+
+    stereo = np.stack([_tone(0.2, 16000, 440.0), -_tone(0.2, 16000, 110.0)], axis=1)
+    for subtype in ("PCM_16", "PCM_24", "PCM_32", "PCM_U8"):
+        path = _write(tmp_path / f"{subtype}.wav", stereo, 16000, subtype=subtype)
+        expected, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        actual, sr2 = _StdlibWave.read(str(path))
+        assert sr2 == sr and _StdlibWave.info(str(path)).frames == len(expected)
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-7, err_msg=subtype)

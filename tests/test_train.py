@@ -306,3 +306,27 @@ def test_generator_loss_is_parallel_wavegans(name):
     values = trainer._vocoder_step(iter([batch]))
     assert values["generator_loss"] == pytest.approx(expected.item(), rel=TRAIN_LOSS["rel"])
     assert "discriminator_loss" in values
+
+
+def test_default_model_export_loads_and_matches(small_corpus, tmp_path):
+    from fastgan.default_model import Vocoder, export, griffin_lim_from_mel
+
+    config = tiny_config("multiband_melgan", discriminator_train_start_steps=1)
+    trainer = Trainer(config, small_corpus / "train", tmp_path, device="cpu", progress=False)
+    checkpoint = trainer.train(max_steps=2)["checkpoint"]
+    exported = export(checkpoint, tmp_path / "default.pt")
+    assert exported.stat().st_size < Path(checkpoint).stat().st_size
+    original, shipped = Vocoder.load(checkpoint), Vocoder.load(exported)
+    audio = torch.from_numpy(trainer.dataset.utterance(0).audio[:8192].copy())
+    mel = original.features(audio)
+    expected, actual = original(mel), shipped(mel)
+    assert actual.shape == (mel.shape[-1] * 64,)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)  # weight norm folded: same math, reordered
+    gl = griffin_lim_from_mel(mel, original, iterations=4)
+    assert gl.shape == ((mel.shape[-1] - 1) * 64,) and torch.isfinite(gl).all()
+
+
+def test_time_budget_stops_with_a_checkpoint(small_corpus, tmp_path):
+    trainer = Trainer(tiny_config("melgan"), small_corpus / "train", tmp_path, device="cpu", progress=False)
+    summary = trainer.train(max_seconds=0.0)  # the budget is checked before each step
+    assert summary["steps"] == 0 and summary["checkpoint"].endswith("checkpoint-0steps.pkl")
