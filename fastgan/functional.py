@@ -135,13 +135,25 @@ def _stft_rows(name: str, signal: torch.Tensor) -> torch.Tensor:
     return signal.reshape(-1, signal.shape[-1])
 
 
+_STFT_WINDOWS: dict[tuple, torch.Tensor] = {}
+
+
 def _stft_window(window: str | torch.Tensor, win_length: int, device: torch.device) -> torch.Tensor:
+    """The window tensor; a named one is made once per (name, length, device), so the kernels'
+    window-derived DFT basis (cached per window tensor) is built once too."""
     if isinstance(window, torch.Tensor):
         return window
+    key = (window, win_length, device)
+    cached = None if torch.compiler.is_compiling() else _STFT_WINDOWS.get(key)
+    if cached is not None:
+        return cached
     try:
-        return getattr(torch, window)(win_length, device=device)
+        tensor = getattr(torch, window)(win_length, device=device)
     except (AttributeError, TypeError) as error:
         raise ValueError(f"fastgan::stft_loss: unknown window {window!r} (a torch window function name)") from error
+    if not torch.compiler.is_compiling():
+        _STFT_WINDOWS[key] = tensor
+    return tensor
 
 
 def _safe_sqrt(value: torch.Tensor) -> torch.Tensor:

@@ -368,18 +368,33 @@ def _stft_mel_spectrum_grad_kernel(
                  mask=mask)  # fmt: skip
 
 
-_BASIS_CACHE: dict[tuple, torch.Tensor] = {}
+# Derived tables, cached per source tensor *object* (a module's window or mel buffer) and its version:
+# the entry keeps the source alive, so its memory cannot be reused by another tensor under the same
+# key. A fresh tensor every call just misses (and rebuilds, a few small kernels).
+_CACHE_SIZE = 8
+
+
+def _cached(cache: dict, source: torch.Tensor, n_fft: int, build):
+    key = (id(source), source._version, n_fft)
+    entry = cache.get(key)
+    if entry is not None and entry[0] is source:
+        return entry[1]
+    value = build()
+    if len(cache) >= _CACHE_SIZE:
+        cache.pop(next(iter(cache)))  # the oldest entry
+    cache[key] = (source, value)
+    return value
+
+
+_BASIS_CACHE: dict[tuple, tuple] = {}
 
 
 def dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
-    """(2, K_pad, F_pad) fp32: window-folded cos and sin (Nyquist cos in sin's column 0), zero-padded.
+    """(2, K_pad, F_pad) fp32: window-folded cos and sin (Nyquist cos in sin's column 0), zero-padded."""
+    return _cached(_BASIS_CACHE, window, n_fft, lambda: _build_dft_basis(window, n_fft))
 
-    Cached per window tensor version and n_fft (the module's window is a buffer that rarely changes).
-    """
-    key = (window.device, window.data_ptr(), window._version, window.shape[0], window.dtype, n_fft)
-    basis = _BASIS_CACHE.get(key)
-    if basis is not None:
-        return basis
+
+def _build_dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
     win_length = window.shape[0]
     left = (n_fft - win_length) // 2
     half = n_fft // 2
@@ -395,9 +410,6 @@ def dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
     sin = w * torch.sin(angle)
     sin[:, 0] = w[:, 0] * (1 - 2 * (n % 2)).double()  # cos(pi n): the Nyquist bin
     basis[1, :win_length, :half] = sin.float()
-    if len(_BASIS_CACHE) > 16:
-        _BASIS_CACHE.clear()
-    _BASIS_CACHE[key] = basis
     return basis
 
 
@@ -484,15 +496,15 @@ def mel_block(n_mels: int) -> int | None:
     return block if block <= MAX_BLOCK_MEL else None
 
 
-_MEL_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+_MEL_CACHE: dict[tuple, tuple] = {}
 
 
 def packed_mel_basis(mel_basis: torch.Tensor, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     """fb^T in the packed bin layout, (F_pad, BLOCK_MEL) fp32 zero-padded, and the Nyquist column (BLOCK_MEL,)."""
-    key = (mel_basis.device, mel_basis.data_ptr(), mel_basis._version, tuple(mel_basis.shape), mel_basis.dtype, n_fft)
-    packed = _MEL_CACHE.get(key)
-    if packed is not None:
-        return packed
+    return _cached(_MEL_CACHE, mel_basis, n_fft, lambda: _build_packed_mel_basis(mel_basis, n_fft))
+
+
+def _build_packed_mel_basis(mel_basis: torch.Tensor, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     n_mels = mel_basis.shape[0]
     block = mel_block(n_mels)
     half = n_fft // 2
@@ -501,9 +513,6 @@ def packed_mel_basis(mel_basis: torch.Tensor, n_fft: int) -> tuple[torch.Tensor,
     fbt[:half, :n_mels] = mel_basis[:, :half].t().float()
     nyquist = torch.zeros((block,), dtype=torch.float32, device=mel_basis.device)
     nyquist[:n_mels] = mel_basis[:, half].float()
-    if len(_MEL_CACHE) > 16:
-        _MEL_CACHE.clear()
-    _MEL_CACHE[key] = fbt, nyquist
     return fbt, nyquist
 
 

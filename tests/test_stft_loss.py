@@ -290,6 +290,19 @@ def test_fuzz_geometries(batch, n_fft, hop_fraction, win_fraction, extra, seed):
     assert_matches_truth(ours, truth, theirs, reference32)
 
 
+def test_windows_of_one_length_are_not_confused():
+    """The kernels cache a DFT basis per window tensor: distinct windows must give their own losses."""
+    x, y = signals((1, LENGTH), seed=18, dtype=torch.float32)
+    n_fft, hop, win = resolutions()[0]
+    for _ in range(2):  # fresh window tensors each round: freed memory may be reused by the next one
+        for name in ("hann_window", "hamming_window", "blackman_window"):
+            window = getattr(torch, name)(win)
+            got = stft_loss(x, y, n_fft, hop, win, window)
+            want = stft_loss(x.double(), y.double(), n_fft, hop, win, window.double())
+            for value, true_value in zip(got, want, strict=True):
+                torch.testing.assert_close(value.double(), true_value, rtol=STFT_LOSS["value_rtol"], atol=0)
+
+
 def test_all_zero_target_and_prediction_stay_finite():
     x = torch.zeros(2, LENGTH, requires_grad=True)
     y = torch.zeros(2, LENGTH)
