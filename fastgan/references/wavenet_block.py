@@ -10,12 +10,20 @@ One block, for x (B, R, T), aux features c (B, A, T) and gate channels G = 2H::
 The dilated conv pads with zeros: ``(K - 1) // 2 * dilation`` on both sides, or, causal,
 ``(K - 1) * dilation`` on the left only (the output keeps the first T samples).
 
-Fast by design on CPU (what runs there in production): the aux 1x1 conv accumulates into the
-dilated conv's output in place (one GEMM with beta=1, no extra pass); tanh is computed as
-``2 * sigmoid(2a) - 1`` in place (PyTorch's CPU sigmoid is several times faster than its tanh);
-the skip and residual 1x1 convs are ONE GEMM with concatenated weights whose residual rows carry
-the sqrt(0.5) factor, so ``x_out`` is that GEMM's slice plus ``sqrt(0.5) * x`` in one pass; the
-skip sum, when given, is added in one more pass. fp16/bf16 on CPU compute in fp32 and round once.
+Fast by design on CPU (what runs there in production; batch-1 inference at PWG sizes is
+GEMM-bound after this, ~1.4x parallel_wavegan's block on this project's CPU):
+- one example without autograd: the dilated conv is one BLAS GEMM per tap, each accumulating in
+  place into the output columns its shifted input reaches (no padded copy, no oneDNN reorders);
+  otherwise F.conv1d;
+- the aux 1x1 conv accumulates into that output in place (a GEMM with beta=1, no extra pass).
+  Concatenating c to x as extra conv input channels would copy c every layer and, in a conv
+  routine, multiply c by zero weights at every other tap;
+- tanh is computed in place as ``2 * sigmoid(2a) - 1`` (PyTorch's CPU sigmoid is several times
+  faster than its tanh);
+- the skip and residual 1x1 convs are ONE GEMM with concatenated weights and biases, whose
+  residual rows carry the sqrt(0.5), so ``x_out`` is that GEMM's slice plus ``sqrt(0.5) * x`` in
+  one pass; the skip sum, when given, is added in one more pass.
+fp16/bf16 on CPU compute in fp32 and round once.
 """
 
 from __future__ import annotations
@@ -58,15 +66,42 @@ def _mm(weight: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
 
 def _gate_preactivation(x, c, w_conv, b_conv, w_aux, dilation, causal):
     """z = conv(x) + b_conv + W_aux @ c, a fresh contiguous (B, G, T) tensor."""
-    conv_in, padding = _conv_input(x, w_conv.shape[2], dilation, causal)
-    z = F.conv1d(conv_in, w_conv, b_conv, padding=padding, dilation=dilation)
+    differentiable = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, c, w_conv, b_conv, w_aux)
+    )
+    if x.device.type == "cpu" and x.shape[0] == 1 and not differentiable:
+        z = _taps_conv(x[0], w_conv, b_conv, dilation, causal).unsqueeze(0)
+    else:
+        conv_in, padding = _conv_input(x, w_conv.shape[2], dilation, causal)
+        z = F.conv1d(conv_in, w_conv, b_conv, padding=padding, dilation=dilation)
     if c is not None and w_aux is not None:
-        if torch.is_grad_enabled() and (z.requires_grad or c.requires_grad or w_aux.requires_grad):
+        if differentiable:
             z = z + _mm(w_aux, c)
         elif z.shape[0] == 1:
             z[0].addmm_(w_aux, c[0])
         else:
             z.baddbmm_(w_aux.expand(z.shape[0], -1, -1), c)
+    return z
+
+
+def _taps_conv(x: torch.Tensor, w_conv: torch.Tensor, b_conv: torch.Tensor | None, dilation: int, causal: bool):
+    """The dilated conv of one (R, T) example as one GEMM per tap, each accumulating in place into
+    the output columns its shifted input reaches: no padded copy of x, and plain BLAS GEMMs, which
+    beat oneDNN's dilated conv on CPU at WaveNet sizes (one example, 64-128 channels)."""
+    length = x.shape[1]
+    kernel_size = w_conv.shape[2]
+    left, _ = conv_padding(kernel_size, dilation, causal)
+    centre = left // dilation  # the tap with shift 0: out[t] reads x[t]
+    weight = w_conv[:, :, centre]
+    z = torch.mm(weight, x) if b_conv is None else torch.addmm(b_conv[:, None], weight, x)
+    for k in range(kernel_size):
+        shift = k * dilation - left  # out[t] += W_k x[t + shift]
+        if k == centre or abs(shift) >= length:
+            continue
+        if shift > 0:
+            z[:, : length - shift].addmm_(w_conv[:, :, k], x[:, shift:])
+        else:
+            z[:, -shift:].addmm_(w_conv[:, :, k], x[:, : length + shift])
     return z
 
 
