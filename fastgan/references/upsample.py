@@ -55,15 +55,24 @@ def _padded_windows(c: torch.Tensor, causal: bool) -> torch.Tensor:
 def stretch_conv1d_reference(
     c: torch.Tensor, taps: torch.Tensor, causal: bool, negative_slope: float | None = None
 ) -> torch.Tensor:
-    """``c`` (B, C, T), ``taps`` (s, 3) -> (B, C, T * s): stretch by s, smooth, optional LeakyReLU."""
+    """``c`` (B, C, T), ``taps`` (s, 3) -> (B, C, T * s): stretch by s, smooth, optional LeakyReLU.
+
+    Three broadcast multiply-adds of the shifted input frames against the phase taps, written
+    straight into the (B, C, T, s) view of the output (fp32 arithmetic for fp16/bf16).
+    """
     batch, channels, length = c.shape
     scale = taps.shape[0]
-    compute = _compute_dtype(c.dtype)  # fp32 arithmetic for fp16/bf16, rounded once
-    out = torch.matmul(_padded_windows(c.to(compute), causal), taps.t().to(compute)).to(c.dtype)  # (B, C, T, s)
+    compute = _compute_dtype(c.dtype)
+    first = first_offset(causal)
+    padded = F.pad(c.to(compute), (-first, 2 + first)).unsqueeze(-1)  # (B, C, T + 2, 1)
+    taps = taps.to(compute)
+    out = padded[..., 0:length, :] * taps[:, 0]  # (B, C, T, s)
+    out.addcmul_(padded[..., 1 : length + 1, :], taps[:, 1])
+    out.addcmul_(padded[..., 2 : length + 2, :], taps[:, 2])
     out = out.reshape(batch, channels, length * scale)
     if negative_slope is not None:
         F.leaky_relu_(out, negative_slope)  # out is ours: safe in place
-    return out
+    return out.to(c.dtype)
 
 
 def stretch_conv1d_backward_reference(
@@ -81,18 +90,18 @@ def stretch_conv1d_backward_reference(
     """
     batch, channels, length = c.shape
     scale = taps.shape[0]
-    grad = grad_out
-    if negative_slope is not None:
-        grad = torch.where(out > 0, grad_out, grad_out * negative_slope)
     compute = _compute_dtype(c.dtype)
-    grad = grad.reshape(batch, channels, length, scale).to(compute)
-    grad_windows = torch.matmul(grad, taps.to(compute))  # (B, C, T, 3)
+    grad = grad_out.to(compute)
+    if negative_slope is not None:
+        grad = torch.where(out > 0, grad, grad * negative_slope)
+    grad = grad.reshape(-1, scale)  # (B*C*T, s), contiguous
+    grad_windows = torch.mm(grad, taps.to(compute)).view(batch, channels, length, 3)
     first = first_offset(causal)
     # c[t + first + m] received grad_windows[t, m]: add the three shifted columns.
-    grad_padded = torch.zeros(batch, channels, length + 2, dtype=grad.dtype, device=grad.device)
+    grad_padded = torch.zeros(batch, channels, length + 2, dtype=compute, device=grad.device)
     for m in range(3):
         grad_padded[..., m : m + length] += grad_windows[..., m]
     grad_c = grad_padded[..., -first : -first + length]
-    windows = _padded_windows(c.to(compute), causal)  # (B, C, T, 3)
-    grad_taps = torch.einsum("bctr,bctm->rm", grad, windows)
+    windows = _padded_windows(c.to(compute), causal).reshape(-1, 3)  # (B*C*T, 3), a small copy
+    grad_taps = torch.mm(grad.t(), windows)  # (s, 3)
     return grad_c.to(c.dtype).contiguous(), grad_taps.to(taps.dtype)
