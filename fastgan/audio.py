@@ -44,6 +44,7 @@ __all__ = [
     "save_stats",
     "normalize",
     "denormalize",
+    "write_wav",
 ]
 
 
@@ -438,3 +439,15 @@ def denormalize(mel, stats: MelStats, mel_axis: int = -1):
     shape = [1] * np.ndim(mel)
     shape[axis] = -1
     return (mel * stats.scale.reshape(shape) + stats.mean.reshape(shape)).astype(np.float32)
+
+
+def write_wav(path: str | os.PathLike, wave: torch.Tensor, sr: int) -> None:
+    """16-bit PCM mono wav with Python's ``wave`` module (no soundfile needed)."""
+    import wave as wave_module
+
+    pcm = (wave.detach().float().clamp(-1, 1).cpu() * 32767).round().short().numpy()
+    with wave_module.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sr)
+        f.writeframes(pcm.tobytes())

@@ -140,6 +140,7 @@ def _optional_scores(reference, estimate, sr: int) -> dict:
 
 
 def evaluate(checkpoint: str | Path, device: str = "cpu", valid: Path = VALID, samples: Path | None = None) -> dict:
+    from fastgan.audio import write_wav
     from fastgan.data import AudioMelDataset
     from fastgan.nn import MultiResolutionSTFTLoss
 
@@ -162,14 +163,10 @@ def evaluate(checkpoint: str | Path, device: str = "cpu", valid: Path = VALID, s
             scores = _optional_scores(target.cpu().numpy(), estimate.cpu().numpy(), vocoder.mel.sampling_rate)
             row.update({f"{name}_{k}": v for k, v in scores.items()})
         if samples is not None:
-            import soundfile as sf
-
             samples.mkdir(parents=True, exist_ok=True)
             stem = utt.path.parent.name + "_" + utt.path.stem
             for name, wave in (("vocoder", generated), ("griffin_lim", gl), ("reference", target)):
-                sf.write(
-                    str(samples / f"{stem}-{name}.wav"), wave.clamp(-1, 1).cpu().numpy(), vocoder.mel.sampling_rate
-                )
+                write_wav(samples / f"{stem}-{name}.wav", wave, vocoder.mel.sampling_rate)
         rows.append(row)
     means = {}
     for key in rows[0]:

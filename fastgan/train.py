@@ -783,17 +783,12 @@ class Trainer:
     def _write_sample(self, audio: torch.Tensor, name: str):
         """The first validation utterance as generated now: ``samples/step<N>-<name>.wav`` and, with TensorBoard,
         its audio and log-mel image."""
-        wave = audio.detach().float().cpu().clamp(-1, 1)
-        try:
-            import soundfile as sf
+        from fastgan.audio import write_wav
 
-            folder = self.out / "samples"
-            folder.mkdir(exist_ok=True)
-            sf.write(
-                str(folder / f"step{self.steps}-{name}.wav"), wave.numpy(), self.mel.sampling_rate, subtype="PCM_16"
-            )
-        except ImportError:
-            pass
+        wave = audio.detach().float().cpu().clamp(-1, 1)
+        folder = self.out / "samples"
+        folder.mkdir(exist_ok=True)
+        write_wav(folder / f"step{self.steps}-{name}.wav", wave, self.mel.sampling_rate)
         if self._writer is not None:
             self._writer.add_audio(f"valid/{name}", wave[None], self.steps, sample_rate=self.mel.sampling_rate)
             mel = self.melspec(wave.to(self.device))[0].cpu()
