@@ -62,8 +62,37 @@ def _stretch_conv1d_traceable(c, taps, causal, negative_slope=None):
     return out
 
 
-# Ops whose reference uses something ONNX cannot express: an equivalent traceable form.
-_TRACEABLE = {"stretch_conv1d": _stretch_conv1d_traceable}
+def _leaky_dilated_residual_traceable(
+    x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias, negative_slope, dilation, padding, causal
+):
+    """``fastgan::leaky_dilated_residual`` as the plain composition (the reference writes into
+    preallocated buffers in place, which a trace records with the example's sizes fixed):
+    ``out = conv(leaky(conv_d(pad(leaky(x))))) + residual(x)`` (see fastgan.references.residual_block)."""
+    F = torch.nn.functional
+    kernel = weight1.shape[-1]
+    total = (kernel - 1) * dilation
+    left, right = (total, 0) if causal else (total // 2, total - total // 2)
+    a = F.leaky_relu(x, negative_slope)
+    if left or right:
+        a = F.pad(a, (left, right), mode="constant" if padding == "zeros" else padding)
+    z = F.conv1d(a, weight1, bias1, dilation=dilation)
+    if weight2 is not None:
+        k2 = weight2.shape[-1]
+        left2, right2 = (k2 - 1, 0) if causal else ((k2 - 1) // 2, k2 - 1 - (k2 - 1) // 2)
+        h = F.leaky_relu(z, negative_slope)
+        if left2 or right2:
+            h = F.pad(h, (left2, right2))
+        z = F.conv1d(h, weight2, bias2)
+    residual = x if shortcut_weight is None else F.conv1d(x, shortcut_weight, shortcut_bias)
+    return z + residual
+
+
+# Ops whose reference uses something ONNX cannot express (or a trace would fix the example's
+# sizes in): an equivalent traceable form of the same computation.
+_TRACEABLE = {
+    "stretch_conv1d": _stretch_conv1d_traceable,
+    "leaky_dilated_residual": _leaky_dilated_residual_traceable,
+}
 
 
 @contextlib.contextmanager
