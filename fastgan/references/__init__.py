@@ -11,18 +11,18 @@ from fastgan.references.residual_block import (
     leaky_dilated_residual_backward_reference,
     leaky_dilated_residual_reference,
 )
-from fastgan.references.upsample import (
 from fastgan.references.wavenet_block import wavenet_block_backward_reference, wavenet_block_reference
+from fastgan.references.upsample import (
     smoothing_to_taps,
     stretch_conv1d_backward_reference,
     stretch_conv1d_reference,
 )
 
 __all__ = [
-    "stft_loss_backward_reference",
-    "stft_loss_sums_reference",
     "wavenet_block_backward_reference",
     "wavenet_block_reference",
+    "stft_loss_backward_reference",
+    "stft_loss_sums_reference",
     "conv_transpose1d_backward_reference",
     "conv_transpose1d_reference",
     "smoothing_to_taps",
