@@ -475,6 +475,17 @@ class TestModules:
             conv = module.skip_layer if isinstance(module, fastgan.nn.ResidualStack) else module.convs1[0][1]
             assert not conv._forward_pre_hooks and not torch.nn.utils.parametrize.is_parametrized(conv)
 
+    @pytest.mark.reference
+    def test_float64_runs_the_composition(self):
+        layers = parallel_wavegan("layers")
+        ours, theirs = fastgan.nn.ResidualStack(channels=6).double(), layers.ResidualStack(channels=6).double()
+        ours.load_state_dict(theirs.state_dict())
+        x = torch.randn(2, 6, 20, dtype=torch.float64)
+        torch.testing.assert_close(ours(x), theirs(x))
+        block, theirs = fastgan.nn.HiFiGANResidualBlock(channels=6).double(), layers.HiFiGANResidualBlock(channels=6)
+        block.load_state_dict(theirs.state_dict())
+        torch.testing.assert_close(block(x), theirs.double()(x))
+
     def test_fused_path_is_taken(self):
         stack = fastgan.nn.ResidualStack(channels=8)
         block = fastgan.nn.HiFiGANResidualBlock(channels=8, use_causal_conv=True)

@@ -17,6 +17,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.weight_norm import WeightNorm
 
 from fastgan import functional
+from fastgan._checks import FLOAT_DTYPES
 
 
 class CausalConv1d(nn.Module):
@@ -79,7 +80,14 @@ def fold_weight_norm(module: nn.Module) -> nn.Module:
 
 
 def _fusable(x: torch.Tensor) -> bool:
-    return x.dim() == 3
+    return x.dim() == 3 and (x.dtype in FLOAT_DTYPES or torch.is_autocast_enabled(x.device.type))
+
+
+def _dtypes_match(x: torch.Tensor, tensors) -> bool:
+    """The op needs one dtype; otherwise (float64, mixed without autocast) the composition runs as torch would."""
+    if torch.is_autocast_enabled(x.device.type):
+        return True
+    return all(t is None or t.dtype == x.dtype for t in tensors)
 
 
 def _step(x, tensors, slope: float, dilation: int, padding: str, causal: bool, keep_dtype: bool = False):
@@ -171,7 +179,7 @@ class ResidualStack(nn.Module):
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         """(B, channels, T) → (B, channels, T)."""
         fused = self._fused_arguments() if _fusable(c) else None
-        if fused is None:
+        if fused is None or not _dtypes_match(c, fused[0]):
             return self.stack(c) + self.skip_layer(c)
         tensors, slope, padding = fused
         return _step(c, tensors, slope, self.dilation, padding, self.use_causal_conv)
@@ -262,7 +270,7 @@ class HiFiGANResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, channels, T) → (B, channels, T)."""
         steps = self._fused_steps() if _fusable(x) else None
-        if steps is None:
+        if steps is None or not all(_dtypes_match(x, step[:4]) for step in steps):
             for index in range(len(self.convs1)):
                 xt = self.convs1[index](x)
                 if self.use_additional_convs:
