@@ -243,17 +243,28 @@ def latest_checkpoint(out: str | os.PathLike) -> Path | None:
     return max(found)[1] if found else None
 
 
-def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(generator in eval mode, config, MelStats or None) from a fastgan (or parallel_wavegan) checkpoint."""
+def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "cpu", config=None, stats=None):
+    """(generator in eval mode, config, MelStats or None) from a fastgan or parallel_wavegan checkpoint.
+
+    A parallel_wavegan checkpoint keeps its config beside it: pass ``config`` (its ``config.yml`` path or a dict)
+    and ``stats`` (its ``stats.h5`` / ``stats.npy``) when the checkpoint holds none.
+    """
+    import yaml
+
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    config = state.get("config")
+    if config is None:
+        config = state.get("config")
+    elif not isinstance(config, dict):
+        config = yaml.safe_load(Path(config).read_text())
     if config is None:
         raise ConfigError(f"{checkpoint}: no config inside (a parallel_wavegan checkpoint needs its config.yml)")
     cls = _model_class(config["generator_type"], "generator_type", str(checkpoint))
-    generator = cls(**config["generator_params"])
+    generator = cls(**config.get("generator_params", {}))
     generator.load_state_dict(state["model"]["generator"])
-    stats = state.get("stats")
-    stats = MelStats(stats["mean"], stats["scale"]) if stats else None
+    if stats is not None:
+        stats = stats if isinstance(stats, MelStats) else load_stats(stats)
+    elif state.get("stats"):
+        stats = MelStats(state["stats"]["mean"], state["stats"]["scale"])
     return generator.to(device).eval(), config, stats
 
 

@@ -330,3 +330,27 @@ def test_time_budget_stops_with_a_checkpoint(small_corpus, tmp_path):
     trainer = Trainer(tiny_config("melgan"), small_corpus / "train", tmp_path, device="cpu", progress=False)
     summary = trainer.train(max_seconds=0.0)  # the budget is checked before each step
     assert summary["steps"] == 0 and summary["checkpoint"].endswith("checkpoint-0steps.pkl")
+
+
+def test_parallel_wavegan_checkpoint_loads(tmp_path):
+    """A generator saved in parallel_wavegan's layout (its own model class, config.yml and stats.h5 beside it)."""
+    import yaml
+
+    from fastgan.audio import MelStats, save_stats
+    from tests.oracle import parallel_wavegan
+
+    models = parallel_wavegan("models")
+    config = tiny_config("hifigan_v1")
+    theirs = models.HiFiGANGenerator(**config["generator_params"])
+    torch.save({"model": {"generator": theirs.state_dict()}, "steps": 7}, tmp_path / "checkpoint-7steps.pkl")
+    (tmp_path / "config.yml").write_text(yaml.safe_dump({k: v for k, v in config.items() if not k.startswith("_")}))
+    save_stats(tmp_path / "stats.h5", MelStats(torch.zeros(20).numpy(), torch.ones(20).numpy()))
+    with pytest.raises(ConfigError, match="needs its config.yml"):
+        load_generator(tmp_path / "checkpoint-7steps.pkl")
+    ours, _, stats = load_generator(
+        tmp_path / "checkpoint-7steps.pkl", config=tmp_path / "config.yml", stats=tmp_path / "stats.h5"
+    )
+    assert stats.num_mels == 20
+    mel = torch.randn(1, 20, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(mel), theirs.eval()(mel), rtol=1e-5, atol=1e-6)
