@@ -16,8 +16,8 @@ Backward:
 * bias gradient — ``grad_out`` summed over batch and time in fp32 (one torch reduction).
 
 No LeakyReLU is the slope 1.0 (``where(y > 0, y, y * 1.0)`` is exact), so one kernel serves both.
-On CUDA, fp16/bf16 tiles go into tensor-core dots (fp32 accumulation); fp32 uses IEEE fp32 dots
-(no TF32). Through the interpreter (CPU tests) every dot runs in fp32, as its bf16 dot is unreliable.
+On CUDA, fp16/bf16 tiles go into tensor-core dots (fp32 accumulation); fp32 tiles into 3xTF32
+dots (each operand split into TF32 high and low parts: about fp32 accuracy, not TF32's 10 bits). Through the interpreter (CPU tests) every dot runs in fp32, as its bf16 dot is unreliable.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import triton.language as tl
 from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec
 
 # Tile shapes per kernel and dtype class: (constexpr blocks, num_warps, num_stages). fp32 dots run
-# on FMA units (IEEE, no TF32) with their operands in registers, so fp32 takes thinner K-slices and
-# more warps; fp16/bf16 dots run on tensor cores.
+# as 3xTF32 (three tensor-core products per tile), which holds more registers, so fp32 takes
+# thinner K-slices and more warps.
 CONFIGS = {
     # Forward: a (BLOCK_CO x BLOCK_Q) accumulator per phase, BLOCK_CI-deep dots.
     ("forward", "fp32"): ({"BLOCK_CO": 64, "BLOCK_Q": 64, "BLOCK_CI": 16}, 8, 2),
@@ -57,10 +57,11 @@ def _leaky(v, negative_slope):
 
 
 @triton.jit
-def _dot(a, b, HALF_DOT: tl.constexpr, dot_ty: tl.constexpr):
+def _dot(a, b, acc, HALF_DOT: tl.constexpr, dot_ty: tl.constexpr):
+    """acc + a @ b in fp32: fp16/bf16 tensor-core operands, or fp32 operands as 3xTF32 (about fp32 accuracy)."""
     if HALF_DOT:
-        return tl.dot(a.to(dot_ty), b.to(dot_ty))
-    return tl.dot(a, b, input_precision="ieee")
+        return tl.dot(a.to(dot_ty), b.to(dot_ty), acc)
+    return tl.dot(a, b, acc, input_precision="tf32x3")
 
 
 @triton.jit
@@ -84,23 +85,23 @@ def _conv_transpose1d_forward_kernel(
     bias = tl.load(bias_ptr + co, mask=co_ok, other=0.0).to(tl.float32)
     x_row = x_ptr + b * stride_xb
     out_rows = out_ptr + (b * c_out + co.to(tl.int64))[:, None] * out_length
-    taps_per_phase = tl.cdiv(kernel_size, stride)
     dot_ty = out_ptr.dtype.element_ty
     for ph in range(0, stride):
         acc = tl.zeros((BLOCK_CO, BLOCK_Q), dtype=tl.float32)
-        for m in range(0, taps_per_phase):
+        # Taps k = ph, ph + s, ... < K (none when ph >= K: the phase is the bias alone).
+        for m in range(0, (kernel_size - ph + stride - 1) // stride):
             k = ph + m * stride
             i = q - m
             i_ok = (i >= 0) & (i < length)
-            w_mask = co_ok[:, None] & (k < kernel_size)
-            w_row = wt_ptr + (k * c_out + co).to(tl.int64)[:, None] * c_in
+            w_ptrs = wt_ptr + (k * c_out + co).to(tl.int64)[:, None] * c_in + ci_range[None, :]
+            x_ptrs = x_row + ci_range[:, None].to(tl.int64) * stride_xc + i[None, :].to(tl.int64) * stride_xt
             for ci0 in range(0, c_in, BLOCK_CI):
-                ci = ci0 + ci_range
-                ci_ok = ci < c_in
-                w = tl.load(w_row + ci[None, :], mask=w_mask & ci_ok[None, :], other=0.0).to(tl.float32)
-                x_offsets = ci[:, None].to(tl.int64) * stride_xc + i[None, :].to(tl.int64) * stride_xt
-                y = tl.load(x_row + x_offsets, mask=ci_ok[:, None] & i_ok[None, :], other=0.0).to(tl.float32)
-                acc += _dot(w, _leaky(y, negative_slope), HALF_DOT, dot_ty)
+                ci_ok = (ci0 + ci_range) < c_in
+                w = tl.load(w_ptrs, mask=co_ok[:, None] & ci_ok[None, :], other=0.0).to(tl.float32)
+                y = tl.load(x_ptrs, mask=ci_ok[:, None] & i_ok[None, :], other=0.0).to(tl.float32)
+                acc = _dot(w, _leaky(y, negative_slope), acc, HALF_DOT, dot_ty)
+                w_ptrs += BLOCK_CI
+                x_ptrs += BLOCK_CI * stride_xc
         j = q * stride + ph - padding
         j_ok = (j >= 0) & (j < out_length)
         result = acc + bias[:, None]
@@ -141,7 +142,7 @@ def _conv_transpose1d_backward_input_kernel(
             w = tl.load(wt_ptr + w_offsets, mask=ci_ok[:, None] & co_ok[None, :], other=0.0).to(tl.float32)
             g_offsets = co[:, None].to(tl.int64) * stride_gc + j[None, :].to(tl.int64) * stride_gt
             g = tl.load(g_row + g_offsets, mask=co_ok[:, None] & j_ok[None, :], other=0.0).to(tl.float32)
-            acc += _dot(w, g, HALF_DOT, dot_ty)
+            acc = _dot(w, g, acc, HALF_DOT, dot_ty)
     mask = ci_ok[:, None] & i_ok[None, :]
     x_offsets = b * stride_xb + ci[:, None].to(tl.int64) * stride_xc + i[None, :].to(tl.int64) * stride_xt
     x = tl.load(x_ptr + x_offsets, mask=mask, other=0.0).to(tl.float32)
@@ -189,7 +190,7 @@ def _conv_transpose1d_backward_weight_kernel(
         j_ok = n_ok & (j >= 0) & (j < out_length)
         g_offsets = b[:, None] * stride_gb + co[None, :].to(tl.int64) * stride_gc + j[:, None].to(tl.int64) * stride_gt
         g = tl.load(g_ptr + g_offsets, mask=j_ok[:, None] & co_ok[None, :], other=0.0).to(tl.float32)
-        acc += _dot(_leaky(y, negative_slope), g, HALF_DOT, dot_ty)
+        acc = _dot(_leaky(y, negative_slope), g, acc, HALF_DOT, dot_ty)
     offsets = ((split * c_in + ci.to(tl.int64))[:, None] * c_out + co[None, :]) * kernel_size + k
     tl.store(partial_ptr + offsets, acc, mask=ci_ok[:, None] & co_ok[None, :])
 
