@@ -268,6 +268,13 @@ def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "
     return generator.to(device).eval(), config, stats
 
 
+def _float(outputs):
+    """Discriminator outputs (tensors, lists of them) in float32: the losses are taken in full precision."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float()
+    return type(outputs)(_float(o) for o in outputs)
+
+
 class Trainer:
     """Train the model a config describes on the audio in ``data``, writing into ``out``.
 
@@ -626,7 +633,8 @@ class Trainer:
 
     def _discriminate(self, y):
         with self._autocast():
-            return self.models["discriminator"](y)
+            out = self.models["discriminator"](y)
+        return _float(out) if self.config["amp"] else out
 
     def _vocoder_step(self, it) -> dict[str, float]:
         c = self.config
