@@ -28,9 +28,10 @@ import torch
 
 __all__ = ["DEFAULT_MODEL_DIR", "VocodeError", "Vocoder", "default_checkpoint", "load_vocoder", "vocode_files"]
 
-# Where the shipped default model lives: a parallel_wavegan-layout checkpoint (``*.pkl``) with its
-# ``config.yml`` (and ``stats.h5`` or ``stats.npy``) beside it. ``FASTGAN_DEFAULT_MODEL`` overrides it.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "default"
+# Where the shipped default model lives: ``default_vocoder.pt`` (``python -m fastgan.default_model
+# export``: generator, config and stats in one file), or any ``*.pt``/``*.pkl`` checkpoint there
+# (parallel_wavegan's layout with ``config.yml`` beside it). ``FASTGAN_DEFAULT_MODEL`` overrides it.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
@@ -51,14 +52,15 @@ def default_checkpoint() -> Path:
     where = Path(override) if override else DEFAULT_MODEL_DIR
     if where.is_file():
         return where
-    found = sorted(where.glob("*.pkl")) if where.is_dir() else []
+    if (where / "default_vocoder.pt").is_file():
+        return where / "default_vocoder.pt"
+    found = sorted([*where.glob("*.pt"), *where.glob("*.pkl")]) if where.is_dir() else []
     if not found:
         raise VocodeError(
-            f"no default model is shipped in this fastgan (looked for a *.pkl checkpoint in {where}); "
-            "pass --checkpoint PATH (a parallel_wavegan or fastgan checkpoint with its config.yml beside it)"
+            f"no default model is shipped in this fastgan (looked for default_vocoder.pt or a *.pt/*.pkl "
+            f"checkpoint in {where}); pass --checkpoint PATH (a parallel_wavegan or fastgan checkpoint)"
         )
-    steps = [(int("".join(ch for ch in p.stem if ch.isdigit()) or 0), p) for p in found]
-    return max(steps)[1]
+    return found[-1]
 
 
 @dataclass
@@ -139,28 +141,57 @@ def _mel_config(config: dict):
     return MelConfig(**values)
 
 
+def _load_weights_only(path: Path):
+    """``torch.load(weights_only=True)``, also admitting plain numpy arrays (feature statistics): they
+    rebuild from bytes and a dtype, no code runs."""
+    import numpy
+
+    core = getattr(numpy, "_core", None) or numpy.core
+    allowed = [numpy.ndarray, numpy.dtype, core.multiarray._reconstruct]
+    allowed += [type(numpy.dtype(t)) for t in ("float32", "float64", "float16")]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _register_stats(generator: torch.nn.Module, stats) -> None:
+    if isinstance(stats, dict) and "mean" in stats and "scale" in stats:
+        for name in ("mean", "scale"):
+            value = torch.as_tensor(np.asarray(stats[name], dtype=np.float32)).reshape(-1)
+            generator.register_buffer(name, value)
+
+
 def load_vocoder(checkpoint: str | os.PathLike | None = None, device: str = "cpu", dtype: str = "float32") -> Vocoder:
-    """The generator (weight norm folded, eval mode) and its mel front end, from a checkpoint or the default."""
-    from fastgan.checkpoints import CheckpointError, _read_config, _torch_load, load_generator
+    """The generator (weight norm folded, eval mode) and its mel front end, from a checkpoint or the default.
+
+    Reads parallel_wavegan's layout (``model`` -> ``generator``, ``config.yml`` and ``stats.*``
+    beside it) and fastgan's exported default (the same with ``config`` and ``stats`` inside), always
+    with ``torch.load(weights_only=True)``.
+    """
+    from fastgan.checkpoints import CheckpointError, _load_parallel_wavegan, _read_config
 
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if dtype not in DTYPES:
         raise VocodeError(f"unknown --dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VocodeError(f"--device {device}: CUDA is not available here")
+    if not path.is_file():
+        raise VocodeError(f"{path}: no such checkpoint file")
     try:
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise VocodeError(f"--device {device}: CUDA is not available here")
-        config_arg = None
-        if not (path.parent / "config.yml").exists():
-            raw = _torch_load(path, "cpu")  # weights_only: fastgan's trainer keeps the config inside
-            if isinstance(raw, dict) and isinstance(raw.get("config"), dict):
-                config_arg = raw["config"]
-        generator = load_generator(path, config_arg, map_location="cpu")
-        config, _ = _read_config(config_arg, path, "config.yml")
-    except (CheckpointError, OSError, RuntimeError) as error:
+        raw = _load_weights_only(path)
+        if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict) or "generator" not in raw["model"]:
+            raise CheckpointError(f"{path}: not a generator checkpoint (expected 'model' -> 'generator')")
+        inside = raw.get("config") if isinstance(raw.get("config"), dict) else None
+        config, _ = _read_config(inside, path, "config.yml")
+        generator = _load_parallel_wavegan(path, raw, config, None)
+        if inside is not None and raw.get("stats") is not None:
+            _register_stats(generator, raw["stats"])
+    except VocodeError:
+        raise
+    except Exception as error:  # a checkpoint can fail in many ways; each is one line naming the file
         raise VocodeError(f"{path}: cannot load the model: {error}") from error
     generator.remove_weight_norm()
-    generator = generator.to(device=device, dtype=DTYPES[dtype]).eval()
+    generator = generator.float().to(device=device, dtype=DTYPES[dtype]).eval()
     return Vocoder(generator, _mel_config(config), device, DTYPES[dtype], path)
 
 

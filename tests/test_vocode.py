@@ -123,6 +123,33 @@ def test_each_bad_input_is_named_and_the_rest_written(checkpoint, speech, tmp_pa
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [speech[0].name]
 
 
+def test_the_exported_default_format_is_the_default_model(checkpoint, speech, tmp_path, capsys, monkeypatch):
+    """``python -m fastgan.default_model export``'s file: fp16 weights, config and numpy stats inside."""
+    state = torch.load(checkpoint, weights_only=True)["model"]["generator"]
+    config = yaml.safe_load((checkpoint.parent / "config.yml").read_text())
+    payload = {
+        "model": {"generator": {k: v.half() for k, v in state.items()}},
+        "config": config,
+        "stats": {"mean": np.full(80, -2.5, np.float32), "scale": np.full(80, 1.5, np.float32)},
+        "steps": 10,
+    }
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    torch.save(payload, folder / "default_vocoder.pt")
+    monkeypatch.setenv("FASTGAN_DEFAULT_MODEL", str(folder))
+    code, out, err = _run(capsys, speech[0], "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "default_vocoder.pt" not in err
+    from_default, _ = sf.read(tmp_path / "out" / speech[0].name, dtype="float32")
+    # The same model with the same fp16-rounded weights, in parallel_wavegan's layout beside the config.
+    rounded = checkpoint.parent / "rounded.pkl"
+    torch.save({"model": {"generator": {k: v.half().float() for k, v in state.items()}}}, rounded)
+    code, _, err = _run(capsys, "--checkpoint", rounded, speech[0], "--out", tmp_path / "ref")
+    assert code == 0, err
+    reference, _ = sf.read(tmp_path / "ref" / speech[0].name, dtype="float32")
+    np.testing.assert_allclose(from_default, reference, atol=2 / 32768)  # same model: PCM-16 rounding only
+
+
 def test_without_a_default_model_says_so(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FASTGAN_DEFAULT_MODEL", str(tmp_path / "nothing-here"))
     code, _, err = _run(capsys, CORPUS / "arctic" / "arctic_a0009.wav", "--out", tmp_path / "out")
