@@ -2,10 +2,13 @@
 
 References: parallel_wavegan's and auraloss' MultiResolutionSTFTLoss (optional bench
 dependencies, left out where not installed), fastgan's torch.stft reference in eager mode, and
-torch.compile of that reference (full sizes only).
+torch.compile of that reference (full sizes only). On CUDA also fastgan's other kernel route
+(FASTGAN_STFT_LOSS_PATH=fft: Triton pre/post kernels around cuFFT) against the default DFT GEMM.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -59,6 +62,23 @@ def _fwd_bwd(loss_fn, x, y, unsqueeze=False):
     return run
 
 
+def _with_route(route: str, run):
+    """``run`` with FASTGAN_STFT_LOSS_PATH=route (the op reads it at every call)."""
+
+    def routed():
+        previous = os.environ.get("FASTGAN_STFT_LOSS_PATH")
+        os.environ["FASTGAN_STFT_LOSS_PATH"] = route
+        try:
+            run()
+        finally:
+            if previous is None:
+                del os.environ["FASTGAN_STFT_LOSS_PATH"]
+            else:
+                os.environ["FASTGAN_STFT_LOSS_PATH"] = previous
+
+    return routed
+
+
 def _gemm_flops(batch: int, length: int) -> int:
     """The DFT GEMMs fastgan's kernels run (window-trimmed): forward both signals, backward recompute + transpose."""
     flops = 0
@@ -79,6 +99,8 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
         ours = fastgan.nn.MultiResolutionSTFTLoss().to(device)
         windows = [torch.hann_window(win, device=device) for _, _, win in RESOLUTIONS]
         impls = {"fastgan": _fwd_bwd(ours, x, y)}
+        if device.type == "cuda":  # the other kernel route, to choose between them by measurement
+            impls["fastgan fft-route"] = _with_route("fft", _fwd_bwd(ours, x, y))
         pwg = _parallel_wavegan_loss()
         if pwg is not None:
             impls["parallel_wavegan"] = _fwd_bwd(pwg.to(device), x, y)

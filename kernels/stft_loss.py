@@ -2,22 +2,24 @@
 
 Why a DFT GEMM and not cuFFT between fused pre/post kernels
 -----------------------------------------------------------
-A real DFT of an N-point frame costs 2·N·(N/2) multiply-adds as a GEMM against a cos/sin basis,
-against ~2.5·N·log2(N) flops by FFT: for N = 1024, 1.05 MFLOP vs 26 kFLOP, 40x more arithmetic.
-But the loss needs only four scalars per resolution, and the cuFFT route must write the framed
-signal (frames × N fp32) and read back the complex spectrum (frames × (N/2+1) × 8 B) for both
-signals: at batch 16 × 16384 with the default resolutions that is ~95 MB of HBM traffic per
-forward (~30 µs at 3 TB/s) plus the pre/post kernels and cuFFT's own launches, and the
-frames × bins spectra are exactly what this issue forbids writing in the forward pass. The GEMM
-route reads each signal ~ceil(win/hop) ≈ 5 times from L2 and writes 16 bytes per program. Its
-arithmetic: the default resolutions at 16 × 16384, both signals, cos and sin, trimmed to the
-window's non-zero support (600/1024, 1200/2048, 240/512 rows) are ≈ 19 GFLOP forward. With
-``tf32x3`` (three TF32 tensor-core passes, ≈ fp32 accuracy; plain TF32's 10-bit mantissa would
-miss the 1e-5 parity this loss promises) the H100's ~490 dense TF32 TFLOP/s give ~160 effective
-TFLOP/s, ~0.12 ms at a realistic 50 % of peak -- below the reference's launch count alone. The
-backward is two more GEMMs of the same size (recompute, then the transpose into frames). So the
-GEMM wins on memory (the goal's ≤ 1/3 peak) and probably on time; it was chosen by this count,
-not by a GPU measurement (none was available when it was written; `make gpu-check` measures it).
+Chosen by counting, not by measurement (no GPU was available when this was written; `make
+gpu-check` measures it). A real DFT of an N-point frame costs ~2·N·N flops as a GEMM against a
+cos/sin basis (N/2 columns each) against ~2.5·N·log2(N) by FFT: 40x more arithmetic at N = 1024.
+At batch 16 × 16384 with the default resolutions, both signals, the basis trimmed to the window's
+non-zero rows (600/1024, 1200/2048, 240/512): 5.4 + 10.9 + 2.6 = 18.8 GFLOP forward; the backward
+recomputes both spectra (18.8) and runs the transposed GEMM for x (9.4). With ``tf32x3`` (three
+TF32 tensor-core passes, ≈ fp32 accuracy; one TF32 pass's 10-bit mantissa would miss the 1e-5
+parity this loss promises) that is 3 × 47 GFLOP of TF32 work: ~0.3 ms at the H100's 494 dense
+TF32 TFLOP/s, ~0.6 ms at a realistic 50 %.
+The cuFFT route does almost no arithmetic but must write windowed frames (frames × N fp32) and
+the complex spectrum (frames × (N/2+1) × 8 B) and read both back: ≈ 230 MB per forward at these
+sizes (~80 µs at 3 TB/s), as much again in the backward, plus ~5 launches per resolution and
+pass. By time the two are within a small factor of each other, cuFFT likely ahead; the GEMM
+route is taken for memory and fusion: its forward writes 16 bytes per program and holds nothing
+of size frames × bins (this issue's requirement, and what its ≤ 1/3 peak-memory goal needs),
+both signals' magnitudes meet in registers, and the backward reuses the same basis. If the GPU
+numbers show the tensor-core work dominating, the cheaper levers are one TF32 pass where 1e-3
+accuracy is enough, or the cuFFT route for the backward only.
 
 Layout
 ------
@@ -36,6 +38,11 @@ Backward: (1) recompute the spectra tile and write d(loss)/d(real, imag) per bin
 fp32 -- the only large buffer, backward only); (2) a GEMM against the transposed basis gives the
 gradient of every windowed frame sample; (3) each signal sample gathers the frame samples that
 read it, directly or through the reflect padding, in a fixed order (deterministic, no atomics).
+
+Mel bins (``stft_mel_*``): one program per block of frames walks every bin block, multiplying the
+magnitude tiles by fb^T in registers, and writes only the (frames × n_mels) mel magnitudes; the
+loss terms on those are plain torch. Its backward step (1) turns d(loss)/d(mel) into
+d(loss)/d(magnitude) with one more GEMM against fb, then shares steps (2) and (3).
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ BLOCK_K = 16  # window samples per reduction step (forward, backward step 1)
 BLOCK_N = 64  # window samples per program in backward step 2
 BLOCK_R = 32  # packed bins per reduction step in backward step 2
 BLOCK_S = 256  # signal samples per program in backward step 3
+FFT_BLOCK_M, FFT_BLOCK_N = 32, 128  # the cuFFT route's pre/post kernels (element-wise tiles)
+FFT_GRAD_BLOCK_M = 16  # its d/dspectrum kernel holds more per element
 MEL_BLOCK_M = 16  # frames per program of the mel forward (one program covers every bin)
 MEL_NUM_WARPS = 8
 # Frames per program of the mel backward step 1, by BLOCK_MEL: its d/dmel and fb tiles take registers.
@@ -386,6 +395,90 @@ def _cached(cache: dict, source: torch.Tensor, n_fft: int, build):
     return value
 
 
+# --- The cuFFT route (``path="fft"``): Triton pre/post kernels around torch.fft (cuFFT on CUDA). ---
+
+
+@triton.jit
+def _stft_frames_kernel(
+    x_ptr, y_ptr, window_ptr, frames_ptr, total_frames, length, n_frames, hop, n_fft,
+    stride_xr, stride_xt, stride_yr, stride_yt,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """frames[s · total + m, n] = w[n] · signal_s[reflect(frame · hop - n_fft / 2 + n)], s = x, y."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok = m < total_frames
+    n_ok = n < n_fft
+    row = (m // n_frames).to(tl.int64)
+    frame = m % n_frames
+    position = _reflect((frame * hop - n_fft // 2)[:, None] + n[None, :], length).to(tl.int64)
+    w = tl.load(window_ptr + n, mask=n_ok, other=0.0)[None, :]
+    mask = m_ok[:, None] & n_ok[None, :]
+    xt = tl.load(x_ptr + row[:, None] * stride_xr + position * stride_xt, mask=mask, other=0.0).to(tl.float32)
+    yt = tl.load(y_ptr + row[:, None] * stride_yr + position * stride_yt, mask=mask, other=0.0).to(tl.float32)
+    offsets = m[:, None].to(tl.int64) * n_fft + n[None, :]
+    tl.store(frames_ptr + offsets, xt * w, mask=mask)
+    tl.store(frames_ptr + total_frames.to(tl.int64) * n_fft + offsets, yt * w, mask=mask)
+
+
+@triton.jit
+def _stft_fft_sums_kernel(
+    spec_ptr, partial_ptr, total_frames, n_bins, eps, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr
+):  # fmt: skip
+    """Partial loss sums from the (2 · total, n_bins, 2) spectra of x then y (torch.fft.rfft's output)."""
+    pid_m = tl.program_id(0)
+    pid_f = tl.program_id(1)
+    eps = tl.cast(eps, tl.float32)
+    m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    k = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
+    valid = (m < total_frames)[:, None] & (k < n_bins)[None, :]
+    offsets = (m[:, None].to(tl.int64) * n_bins + k[None, :]) * 2
+    target = total_frames.to(tl.int64) * n_bins * 2
+    xr = tl.load(spec_ptr + offsets, mask=valid, other=0.0)
+    xi = tl.load(spec_ptr + offsets + 1, mask=valid, other=0.0)
+    yr = tl.load(spec_ptr + target + offsets, mask=valid, other=0.0)
+    yi = tl.load(spec_ptr + target + offsets + 1, mask=valid, other=0.0)
+    s0, s1, s2, s3 = _sum_terms(xr * xr + xi * xi, yr * yr + yi * yi, valid, eps)
+    out = partial_ptr + (pid_m * tl.num_programs(1) + pid_f) * 4
+    tl.store(out + 0, s0)
+    tl.store(out + 1, s1)
+    tl.store(out + 2, s2)
+    tl.store(out + 3, s3)
+
+
+@triton.jit
+def _stft_fft_spectrum_grad_kernel(
+    spec_ptr, grad_sums_ptr, spec_grad_ptr, total_frames, n_bins, n_fft, eps,
+    GRAD_TARGET: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr,
+):  # fmt: skip
+    """Z such that irfft(Z, n_fft) is d(loss)/d(windowed frame): N · G_k, halved for 0 < k < N/2."""
+    pid_m = tl.program_id(0)
+    pid_f = tl.program_id(1)
+    eps = tl.cast(eps, tl.float32)
+    g0 = tl.load(grad_sums_ptr + 0)
+    g1 = tl.load(grad_sums_ptr + 1)
+    g2 = tl.load(grad_sums_ptr + 2)
+    g3 = tl.load(grad_sums_ptr + 3)
+    m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    k = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
+    valid = (m < total_frames)[:, None] & (k < n_bins)[None, :]
+    offsets = (m[:, None].to(tl.int64) * n_bins + k[None, :]) * 2
+    target = total_frames.to(tl.int64) * n_bins * 2
+    xr = tl.load(spec_ptr + offsets, mask=valid, other=0.0)
+    xi = tl.load(spec_ptr + offsets + 1, mask=valid, other=0.0)
+    yr = tl.load(spec_ptr + target + offsets, mask=valid, other=0.0)
+    yi = tl.load(spec_ptr + target + offsets + 1, mask=valid, other=0.0)
+    cx, cy = _power_grads(xr * xr + xi * xi, yr * yr + yi * yi, g0, g1, g2, g3, eps)
+    scale = tl.where((k > 0) & (k < n_fft // 2), 0.5, 1.0)[None, :] * tl.cast(n_fft, tl.float32)
+    tl.store(spec_grad_ptr + offsets, cx * scale * xr, mask=valid)
+    tl.store(spec_grad_ptr + offsets + 1, cx * scale * xi, mask=valid)
+    if GRAD_TARGET:
+        tl.store(spec_grad_ptr + target + offsets, cy * scale * yr, mask=valid)
+        tl.store(spec_grad_ptr + target + offsets + 1, cy * scale * yi, mask=valid)
+
+
 _BASIS_CACHE: dict[tuple, tuple] = {}
 
 
@@ -438,6 +531,82 @@ def stft_loss_forward(
     )  # fmt: skip
     # Second stage: a fixed-order sum of the per-program partials (deterministic), in float64.
     return partial.double().sum(0).float()
+
+
+def _stft_frames(x, y, n_fft, hop, window, rows, n_frames):
+    """(2 · R · frames, n_fft) fp32 windowed frames of x then y (reflect padding by index)."""
+    total = rows * n_frames
+    frames = torch.empty((2 * total, n_fft), dtype=torch.float32, device=x.device)
+    win = _padded_window(window, n_fft)
+    grid = (triton.cdiv(total, FFT_BLOCK_M), triton.cdiv(n_fft, FFT_BLOCK_N))
+    _stft_frames_kernel[grid](
+        x, y, win, frames, total, x.shape[1], n_frames, hop, n_fft, *x.stride(), *y.stride(),
+        BLOCK_M=FFT_BLOCK_M, BLOCK_N=FFT_BLOCK_N, num_warps=4, num_stages=2,
+    )  # fmt: skip
+    return frames
+
+
+_WINDOW_CACHE: dict[tuple, tuple] = {}
+
+
+def _padded_window(window: torch.Tensor, n_fft: int) -> torch.Tensor:
+    def build():
+        left = (n_fft - window.shape[0]) // 2
+        return torch.nn.functional.pad(window.float(), (left, n_fft - window.shape[0] - left)).contiguous()
+
+    return _cached(_WINDOW_CACHE, window, n_fft, build)
+
+
+def stft_loss_forward_fft(
+    x: torch.Tensor, y: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """stft_loss_forward by the cuFFT route: frames kernel, torch.fft.rfft, sums kernel."""
+    rows, _, n_frames, _ = _geometry(x, n_fft, hop, window)
+    total = rows * n_frames
+    spectrum = torch.view_as_real(torch.fft.rfft(_stft_frames(x, y, n_fft, hop, window, rows, n_frames), dim=1))
+    bins = n_fft // 2 + 1
+    grid = (triton.cdiv(total, FFT_BLOCK_M), triton.cdiv(bins, FFT_BLOCK_N))
+    partial = torch.empty((grid[0] * grid[1], 4), dtype=torch.float32, device=x.device)
+    _stft_fft_sums_kernel[grid](
+        spectrum, partial, total, bins, float(eps), BLOCK_M=FFT_BLOCK_M, BLOCK_F=FFT_BLOCK_N, num_warps=4, num_stages=2
+    )  # fmt: skip
+    return partial.double().sum(0).float()
+
+
+def stft_loss_backward_fft(
+    grad_sums: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    window: torch.Tensor,
+    eps: float,
+    grad_target: bool,
+) -> torch.Tensor:
+    """stft_loss_backward by the cuFFT route: recompute the spectra, d/dspectrum kernel, torch.fft.irfft,
+    the window, then the same gather overlap-add as the GEMM route."""
+    rows, length, n_frames, offset0 = _geometry(x, n_fft, hop, window)
+    total = rows * n_frames
+    signals = 2 if grad_target else 1
+    spectrum = torch.view_as_real(torch.fft.rfft(_stft_frames(x, y, n_fft, hop, window, rows, n_frames), dim=1))
+    bins = n_fft // 2 + 1
+    spec_grad = torch.empty((signals * total, bins, 2), dtype=torch.float32, device=x.device)
+    grid = (triton.cdiv(total, FFT_GRAD_BLOCK_M), triton.cdiv(bins, FFT_BLOCK_N))
+    _stft_fft_spectrum_grad_kernel[grid](
+        spectrum, grad_sums.float().contiguous(), spec_grad, total, bins, n_fft, float(eps),
+        GRAD_TARGET=grad_target, BLOCK_M=FFT_GRAD_BLOCK_M, BLOCK_F=FFT_BLOCK_N, num_warps=8, num_stages=2,
+    )  # fmt: skip
+    del spectrum
+    frame_grad = torch.fft.irfft(torch.view_as_complex(spec_grad), n=n_fft, dim=1)
+    frame_grad *= _padded_window(window, n_fft)
+    left = (n_fft - window.shape[0]) // 2
+    grad = torch.empty((signals, rows, length), dtype=x.dtype, device=x.device)
+    grid = (signals * rows, triton.cdiv(length, BLOCK_S))
+    _stft_loss_overlap_add_kernel[grid](
+        frame_grad[:, left:], grad, length, n_frames, hop, offset0, window.shape[0], n_fft,
+        triton.cdiv(window.shape[0], hop) + 1, BLOCK_S=BLOCK_S, num_warps=4, num_stages=2,
+    )  # fmt: skip
+    return grad
 
 
 def _signal_grads(spec_grad, basis, x, n_fft, hop, window, signals):
@@ -602,6 +771,24 @@ def aot_specs() -> list[KernelSpec]:
     signature = {"spec_grad_ptr": "*fp32", "basis_ptr": "*fp32", "frame_grad_ptr": "*fp32", "total_rows": "i32",
                  "k_pad": "i32", "f_pad": "i32", **{k: "constexpr" for k in constexprs}}  # fmt: skip
     specs.append(KernelSpec(_stft_loss_frame_grad_kernel, signature, constexprs, NUM_WARPS, NUM_STAGES, "fp32"))
+    # The cuFFT route's pre/post kernels.
+    fft_tiles = {"BLOCK_M": FFT_BLOCK_M, "BLOCK_N": FFT_BLOCK_N}
+    for type_name in TRITON_DTYPE_NAMES.values():
+        signature = {"x_ptr": f"*{type_name}", "y_ptr": f"*{type_name}", "window_ptr": "*fp32", "frames_ptr": "*fp32",
+                     "total_frames": "i32", "length": "i32", "n_frames": "i32", "hop": "i32", "n_fft": "i32",
+                     "stride_xr": "i32", "stride_xt": "i32", "stride_yr": "i32", "stride_yt": "i32",
+                     **{k: "constexpr" for k in fft_tiles}}  # fmt: skip
+        specs.append(KernelSpec(_stft_frames_kernel, signature, fft_tiles, 4, 2, type_name))
+    sum_tiles = {"BLOCK_M": FFT_BLOCK_M, "BLOCK_F": FFT_BLOCK_N}
+    signature = {"spec_ptr": "*fp32", "partial_ptr": "*fp32", "total_frames": "i32", "n_bins": "i32", "eps": "fp32",
+                 **{k: "constexpr" for k in sum_tiles}}  # fmt: skip
+    specs.append(KernelSpec(_stft_fft_sums_kernel, signature, sum_tiles, 4, 2, "fp32"))
+    for grad_target in (False, True):
+        constexprs = {"GRAD_TARGET": grad_target, "BLOCK_M": FFT_GRAD_BLOCK_M, "BLOCK_F": FFT_BLOCK_N}
+        signature = {"spec_ptr": "*fp32", "grad_sums_ptr": "*fp32", "spec_grad_ptr": "*fp32", "total_frames": "i32",
+                     "n_bins": "i32", "n_fft": "i32", "eps": "fp32", **{k: "constexpr" for k in constexprs}}  # fmt: skip
+        label = f"fp32 grad_target={int(grad_target)}"
+        specs.append(KernelSpec(_stft_fft_spectrum_grad_kernel, signature, constexprs, 8, 2, label))
     # Mel bins: fp32 signals only (the op casts), one configuration per BLOCK_MEL.
     signals = {"x_ptr": "*fp32", "y_ptr": "*fp32", "basis_ptr": "*fp32", "fbt_ptr": "*fp32", "fb_nyquist_ptr": "*fp32"}
     mel_geometry = {k: v for k, v in geometry.items() if k != "half_bins"}

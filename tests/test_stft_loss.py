@@ -218,13 +218,16 @@ def test_reference_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda x, y: stft_loss_sums_reference(x, y, 16, 4, window, 1e-7), (x, y))
 
 
+@pytest.mark.parametrize("route", ["gemm", "fft"])
 @pytest.mark.parametrize(
     "geometry",
     [(16, 4, 16), (32, 8, 10), (16, 20, 12), (64, 16, 64), (32, 3, 31)],
     ids=["win=fft", "short-win", "hop>win", "one-block", "odd-win"],
 )
-def test_op_sums_and_gradients_match_the_reference(geometry):
-    """The raw op (kernels in the interpreter pass) against the float64 reference, unusual geometries."""
+def test_op_sums_and_gradients_match_the_reference(geometry, route, monkeypatch):
+    """The raw op (kernels in the interpreter pass; the DFT-GEMM route and the cuFFT route) against
+    the float64 reference, unusual geometries."""
+    monkeypatch.setenv("FASTGAN_STFT_LOSS_PATH", route)
     n_fft, hop, win = geometry
     x, y = signals((2, 83), seed=9)
     window = torch.hann_window(win).double()  # fp32 values, as the fp32 op receives
@@ -387,6 +390,16 @@ def test_torch_compile_fullgraph_forward_and_backward():
     torch.testing.assert_close(x_compiled.grad, x_eager.grad, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.skipif(not KERNELS_RUN, reason="the route picks between kernels; this pass runs the reference")
+@pytest.mark.parametrize("grad_target", [False, True])
+def test_fft_route_module_matches_parallel_wavegan(grad_target, monkeypatch):
+    monkeypatch.setenv("FASTGAN_STFT_LOSS_PATH", "fft")
+    x, y = signals((2, LENGTH), seed=19)
+    oracle = pwg_losses().MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG, grad_target=grad_target).to(DEVICE)
+    against_oracle(ours, oracle, x, y, grad_target=grad_target)
+
+
 class TestBadInput:
     def test_signal_too_short_for_reflect_padding(self):
         x = torch.randn(2, 512)
@@ -422,6 +435,15 @@ class TestBadInput:
         x = torch.randn(2, 100)
         with pytest.raises(ValueError, match=r"mel_basis must be \(n_mels, fft_size // 2 \+ 1 = 17\)"):
             stft_loss_terms(x, x, 32, 8, 32, mel_basis=torch.rand(4, 16))
+
+    def test_unknown_kernel_route(self, monkeypatch):
+        monkeypatch.setenv("FASTGAN_STFT_LOSS_PATH", "dft")
+        x = torch.randn(2, 100)
+        if KERNELS_RUN:
+            with pytest.raises(ValueError, match="FASTGAN_STFT_LOSS_PATH must be one of"):
+                stft_loss(x, x, 32, 8, 32)
+        else:  # the reference path does not read it
+            stft_loss(x, x, 32, 8, 32)
 
     def test_module_arguments(self):
         with pytest.raises(ValueError, match="one length"):

@@ -8,6 +8,8 @@ of size frames × bins written in the forward pass. Mel-scaled bins go through `
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from fastgan import _backend
@@ -66,6 +68,18 @@ def check_inputs(
             )
 
 
+PATHS = ("gemm", "fft")
+
+
+def kernel_route() -> str:
+    """``$FASTGAN_STFT_LOSS_PATH``: ``gemm`` (default: the DFT GEMM, nothing of size frames × bins in
+    the forward) or ``fft`` (Triton pre/post kernels around torch.fft, i.e. cuFFT on CUDA)."""
+    route = os.environ.get("FASTGAN_STFT_LOSS_PATH", "gemm").strip().lower()
+    if route not in PATHS:
+        raise ValueError(f"fastgan::{OP}: FASTGAN_STFT_LOSS_PATH must be one of {PATHS}, got {route!r}")
+    return route
+
+
 def _kernel_path(x: torch.Tensor, mel_basis: torch.Tensor | None) -> bool:
     return mel_basis is None and x.dtype != torch.float64 and _backend.use_triton(x, OP)
 
@@ -83,7 +97,9 @@ def stft_loss_op(
 ) -> torch.Tensor:
     check_inputs(x, y, window, n_fft, hop, mel_basis)
     if _kernel_path(x, mel_basis):
-        return _kernels().stft_loss_forward(x, y, n_fft, hop, window, eps)
+        kernels = _kernels()
+        forward = kernels.stft_loss_forward_fft if kernel_route() == "fft" else kernels.stft_loss_forward
+        return forward(x, y, n_fft, hop, window, eps)
     with torch.no_grad():
         sums = stft_loss_sums_reference(x, y, n_fft, hop, window, eps, mel_basis)
     return sums if x.dtype == torch.float64 else sums.float()
@@ -109,7 +125,9 @@ def stft_loss_backward_op(
 ) -> torch.Tensor:
     """(1, R, T) gradient of x, or (2, R, T) of x and y when ``grad_target``; x's dtype."""
     if _kernel_path(x, mel_basis):
-        return _kernels().stft_loss_backward(grad_sums, x, y, n_fft, hop, window, eps, grad_target)
+        kernels = _kernels()
+        backward = kernels.stft_loss_backward_fft if kernel_route() == "fft" else kernels.stft_loss_backward
+        return backward(grad_sums, x, y, n_fft, hop, window, eps, grad_target)
     return stft_loss_backward_reference(grad_sums, x, y, n_fft, hop, window, eps, mel_basis, grad_target)
 
 
