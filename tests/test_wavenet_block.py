@@ -191,12 +191,32 @@ def test_reference_against_autograd_float64(causal):
     grad_x, grad_skip = torch.randn(2, 5, 13, dtype=torch.float64), torch.randn(2, 4, 13, dtype=torch.float64)
     out, skip, grads = run_truth(x, c, p, 2, causal, grad_x, grad_skip)
     ordered = [x, c, *(p[k] for k in NAMES[2:])]
-    got_out, got_skip = wavenet_block_reference(*ordered, None, 2, causal)
-    torch.testing.assert_close(got_out, out.detach(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(got_skip, skip.detach(), rtol=1e-12, atol=1e-12)
+    # Inference (time-chunked) and differentiable (whole-signal) forward paths.
+    for inputs in (ordered, [ordered[0].requires_grad_(), *ordered[1:]]):
+        got_out, got_skip = wavenet_block_reference(*inputs, None, 2, causal)
+        torch.testing.assert_close(got_out, out.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got_skip, skip.detach(), rtol=1e-12, atol=1e-12)
+    ordered[0] = ordered[0].detach()
     got = wavenet_block_backward_reference(grad_x, grad_skip, *ordered, 2, causal)
     for name in NAMES:
         torch.testing.assert_close(got[name], grads[name], rtol=1e-12, atol=1e-12, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("causal", [False, True])
+def test_reference_time_chunks(monkeypatch, causal):
+    """CPU inference runs per time chunk: taps reaching across chunk edges and the signal's ends."""
+    import fastgan.references.wavenet_block as reference
+
+    monkeypatch.setattr(reference, "CPU_CHUNK", 16)
+    check_case(2, 8, 16, 8, 5, 5, 7, causal, 71, with_skip_sum=True)
+    p = make_params(8, 16, 8, 5, 3)
+    x, c = torch.randn(1, 8, 50), torch.randn(1, 5, 50)
+    with torch.no_grad():
+        got = wavenet_block_reference(x, c, *(p[k] for k in NAMES[2:]), None, 20, causal)
+    want = composition(x.double(), c.double(), {k: v.double() for k, v in p.items()}, 20, causal)
+    for a, b in zip(got, want, strict=True):
+        assert_scaled_close(a, b, torch.float32)
 
 
 def test_opcheck():

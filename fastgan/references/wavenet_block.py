@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 
 SQRT_HALF = math.sqrt(0.5)
+# CPU inference runs a block per time chunk of this many samples (see _forward_chunked).
+CPU_CHUNK = 2048
 
 
 def conv_padding(kernel_size: int, dilation: int, causal: bool) -> tuple[int, int]:
@@ -84,24 +86,30 @@ def _gate_preactivation(x, c, w_conv, b_conv, w_aux, dilation, causal):
     return z
 
 
-def _taps_conv(x: torch.Tensor, w_conv: torch.Tensor, b_conv: torch.Tensor | None, dilation: int, causal: bool):
-    """The dilated conv of one (R, T) example as one GEMM per tap, each accumulating in place into
-    the output columns its shifted input reaches: no padded copy of x, and plain BLAS GEMMs, which
-    beat oneDNN's dilated conv on CPU at WaveNet sizes (one example, 64-128 channels)."""
+def _taps_conv(
+    x: torch.Tensor,
+    w_conv: torch.Tensor,
+    b_conv: torch.Tensor | None,
+    dilation: int,
+    causal: bool,
+    start: int = 0,
+    stop: int | None = None,
+) -> torch.Tensor:
+    """Output columns [start, stop) of the dilated conv of one (R, T) example, as one GEMM per tap,
+    each accumulating in place into the columns its shifted input reaches: no padded copy of x, and
+    plain BLAS GEMMs, which beat oneDNN's dilated conv on CPU at WaveNet sizes (64-128 channels)."""
     length = x.shape[1]
+    stop = length if stop is None else stop
     kernel_size = w_conv.shape[2]
     left, _ = conv_padding(kernel_size, dilation, causal)
     centre = left // dilation  # the tap with shift 0: out[t] reads x[t]
-    weight = w_conv[:, :, centre]
-    z = torch.mm(weight, x) if b_conv is None else torch.addmm(b_conv[:, None], weight, x)
+    weight, window = w_conv[:, :, centre], x[:, start:stop]
+    z = torch.mm(weight, window) if b_conv is None else torch.addmm(b_conv[:, None], weight, window)
     for k in range(kernel_size):
-        shift = k * dilation - left  # out[t] += W_k x[t + shift]
-        if k == centre or abs(shift) >= length:
-            continue
-        if shift > 0:
-            z[:, : length - shift].addmm_(w_conv[:, :, k], x[:, shift:])
-        else:
-            z[:, -shift:].addmm_(w_conv[:, :, k], x[:, : length + shift])
+        shift = k * dilation - left  # out[t] += W_k x[t + shift] where 0 <= t + shift < T
+        lo, hi = max(start, -shift), min(stop, length - shift)
+        if k != centre and lo < hi:
+            z[:, lo - start : hi - start].addmm_(w_conv[:, :, k], x[:, lo + shift : hi + shift])
     return z
 
 
@@ -142,23 +150,19 @@ def wavenet_block_reference(
     x_w, c_w = x.to(work), cast(c)
     w_conv, b_conv, w_aux = w_conv.to(work), cast(b_conv), cast(_as_matrix(w_aux))
     w_out, w_skip = _as_matrix(w_out).to(work), _as_matrix(w_skip).to(work)
-    residual = w_out.shape[0]
+    skip_ch = w_skip.shape[0]
+    weight, bias = _output_weights(w_out, b_out, w_skip, b_skip, work)
+    differentiable = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip)
+    )
+    if x.device.type == "cpu" and not differentiable:
+        skip_w = None if skip_sum is None else skip_sum.to(work)
+        x_out, skip = _forward_chunked(x_w, c_w, w_conv, b_conv, w_aux, weight, bias, skip_ch, skip_w, dilation, causal)
+        return x_out.to(dtype), skip.to(dtype)
 
     z = _gate_preactivation(x_w, c_w, w_conv, b_conv, w_aux, dilation, causal)
     g, _, _ = _gate(z)
     del z
-    # One GEMM for both 1x1 convs (biases as its beta=1 term); the residual rows carry the
-    # sqrt(0.5). Skip rows first, so a returned skip view starts at offset 0 of that GEMM's output.
-    skip_ch = w_skip.shape[0]
-    weight = torch.cat([w_skip, w_out * SQRT_HALF])
-    bias = None
-    if b_out is not None or b_skip is not None:
-        bias = torch.cat(
-            [
-                b_skip.to(work) if b_skip is not None else w_skip.new_zeros(skip_ch),
-                b_out.to(work) * SQRT_HALF if b_out is not None else w_out.new_zeros(residual),
-            ]
-        )[:, None]
     if g.shape[0] == 1:
         y = (torch.mm(weight, g[0]) if bias is None else torch.addmm(bias, weight, g[0])).unsqueeze(0)
     else:
@@ -168,6 +172,49 @@ def wavenet_block_reference(
     skip = y[:, :skip_ch]
     skip = skip.contiguous() if skip_sum is None else torch.add(skip, skip_sum.to(work))
     return x_out.to(dtype), skip.to(dtype)
+
+
+def _output_weights(w_out, b_out, w_skip, b_skip, work):
+    """Both 1x1 convs as one (S + R, H) GEMM and its (S + R, 1) bias (or None); the residual rows
+    carry the sqrt(0.5). Skip rows first, so a skip view starts at offset 0 of that GEMM's output."""
+    residual, skip_ch = w_out.shape[0], w_skip.shape[0]
+    weight = torch.cat([w_skip, w_out * SQRT_HALF])
+    if b_out is None and b_skip is None:
+        return weight, None
+    bias = torch.cat(
+        [
+            b_skip.to(work) if b_skip is not None else w_skip.new_zeros(skip_ch),
+            b_out.to(work) * SQRT_HALF if b_out is not None else w_out.new_zeros(residual),
+        ]
+    )
+    return weight, bias[:, None]
+
+
+def _forward_chunked(x, c, w_conv, b_conv, w_aux, weight, bias, skip_ch, skip_sum, dilation, causal):
+    """CPU inference: the whole block per example and time chunk of CPU_CHUNK samples, so that the
+    (G, chunk) pre-activations, the gate and the 1x1 outputs stay in cache (the CPU analogue of the
+    fused kernel's time tile); only x_out and skip reach memory. ~10 % faster than whole-signal
+    passes at 24 000 samples."""
+    batch, _, length = x.shape
+    residual = weight.shape[0] - skip_ch
+    half = w_conv.shape[0] // 2
+    x_out = torch.empty((batch, residual, length), dtype=x.dtype, device=x.device)
+    skip = torch.empty((batch, skip_ch, length), dtype=x.dtype, device=x.device)
+    for b in range(batch):
+        for start in range(0, length, CPU_CHUNK):
+            stop = min(length, start + CPU_CHUNK)
+            z = _taps_conv(x[b], w_conv, b_conv, dilation, causal, start, stop)
+            if c is not None:
+                z.addmm_(w_aux, c[b, :, start:stop])
+            ta = z[:half].mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2 * sigmoid(2a) - 1
+            g = ta.mul_(z[half:].sigmoid_())
+            y = torch.mm(weight, g) if bias is None else torch.addmm(bias, weight, g)
+            torch.add(y[skip_ch:], x[b, :, start:stop], alpha=SQRT_HALF, out=x_out[b, :, start:stop])
+            if skip_sum is None:
+                skip[b, :, start:stop] = y[:skip_ch]
+            else:
+                torch.add(y[:skip_ch], skip_sum[b, :, start:stop], out=skip[b, :, start:stop])
+    return x_out, skip
 
 
 def _as_matrix(weight: torch.Tensor | None) -> torch.Tensor | None:
