@@ -293,6 +293,20 @@ def test_fuzz_geometries(batch, n_fft, hop_fraction, win_fraction, extra, seed):
     assert_matches_truth(ours, truth, theirs, reference32)
 
 
+def test_strided_signals():
+    """Rows and samples read through strides (no copy in the op)."""
+    x, y = signals((2, 2 * LENGTH + 1), seed=20, dtype=torch.float32)
+    x_strided, y_strided = x[:, 1::2], y.flip(0)[:, 1::2]
+    assert not x_strided.is_contiguous()
+    n_fft, hop, win = resolutions()[1]
+    ours = value_and_grads(lambda a, b: stft_loss(a, b, n_fft, hop, win), x_strided, y_strided)
+    contiguous = value_and_grads(
+        lambda a, b: stft_loss(a, b, n_fft, hop, win), x_strided.contiguous(), y_strided.contiguous()
+    )  # fmt: skip
+    for a, b in zip(ours[0] + list(ours[1]), contiguous[0] + list(contiguous[1]), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+
+
 def test_windows_of_one_length_are_not_confused():
     """The kernels cache a DFT basis per window tensor: distinct windows must give their own losses."""
     x, y = signals((1, LENGTH), seed=18, dtype=torch.float32)

@@ -2,8 +2,10 @@
 
 The op returns ``sums`` (4,) fp32 (fp64 for fp64 signals) (see :mod:`fastgan.references.stft_loss`); the loss terms are
 formed from them in :func:`fastgan.functional.stft_loss`. The Triton path is a DFT GEMM with nothing
-of size frames × bins written in the forward pass. Mel-scaled bins go through ``fastgan::stft_mel``
-(below); ``stft_loss`` itself takes a mel basis only on its reference path.
+of size frames × bins written in the forward pass; ``FASTGAN_STFT_LOSS_PATH=fft`` takes the other
+kernel route (Triton pre/post kernels around torch.fft / cuFFT) so the two can be compared by
+measurement. Mel-scaled bins go through ``fastgan::stft_mel`` (below); ``stft_loss`` itself takes
+a mel basis only on its reference path.
 """
 
 from __future__ import annotations
