@@ -219,6 +219,15 @@ def test_reference_time_chunks(monkeypatch, causal):
         assert_scaled_close(a, b, torch.float32)
 
 
+@pytest.mark.skipif(not KERNELS_RUN, reason="the weight-gradient kernel's chunking; this pass does not run kernels")
+def test_weight_gradient_chunks_span_several_tiles(monkeypatch):
+    """Each weight-gradient program sums several (example, time) tiles; the last chunk has a dead one."""
+    from fastgan.kernels import wavenet_block as kernels
+
+    monkeypatch.setattr(kernels, "WG_MAX_CHUNKS", 3)  # 2 x ceil(150 / 32) = 10 tiles -> 3 chunks of 4
+    check_case(2, 8, 16, 8, 5, 3, 4, False, 150)
+
+
 def test_opcheck():
     p = make_params(8, 16, 8, 5, 3)
     x, c = torch.randn(2, 8, 19, requires_grad=True), torch.randn(2, 5, 19, requires_grad=True)
