@@ -87,11 +87,36 @@ def _leaky_dilated_residual_traceable(
     return z + residual
 
 
+def _wavenet_block_traceable(
+    x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip, skip_sum=None, dilation=1, causal=False
+):
+    """``fastgan::wavenet_block`` as the plain composition (the CPU reference fills preallocated
+    buffers chunk by chunk, which a trace cannot follow): dilated conv (+ 1x1 aux conv) -> tanh *
+    sigmoid gate -> 1x1 convs to the residual and skip outputs; ``(out + x) * sqrt(1/2)``."""
+    F = torch.nn.functional
+    kernel = w_conv.shape[-1]
+    total = (kernel - 1) * dilation
+    length = x.shape[-1]
+    h = F.conv1d(x, w_conv, b_conv, padding=total if causal else total // 2, dilation=dilation)
+    if causal:
+        h = h[..., :length]
+    if c is not None and w_aux is not None:
+        h = h + F.conv1d(c, w_aux if w_aux.dim() == 3 else w_aux.unsqueeze(-1))
+    a, b = h.split(h.shape[1] // 2, dim=1)
+    g = torch.tanh(a) * torch.sigmoid(b)
+    as_conv = lambda w: w if w.dim() == 3 else w.unsqueeze(-1)  # noqa: E731
+    skip = F.conv1d(g, as_conv(w_skip), b_skip)
+    if skip_sum is not None:
+        skip = skip_sum + skip
+    return (F.conv1d(g, as_conv(w_out), b_out) + x) * (0.5**0.5), skip
+
+
 # Ops whose reference uses something ONNX cannot express (or a trace would fix the example's
 # sizes in): an equivalent traceable form of the same computation.
 _TRACEABLE = {
     "stretch_conv1d": _stretch_conv1d_traceable,
     "leaky_dilated_residual": _leaky_dilated_residual_traceable,
+    "wavenet_block": _wavenet_block_traceable,
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fastgan
-from tests.conftest import DEVICE
+from tests.conftest import DEVICE, INTERPRETER
 from tests.tolerances import REDUCTION, assert_close_scaled
 
 onnx = pytest.importorskip("onnx", reason="onnx is a test extra (pip install onnx onnxruntime)")
@@ -87,3 +87,26 @@ def test_export_leaves_the_model_and_backend_alone(tmp_path):
     assert fastgan.get_backend() == backend
     assert not hasattr(torch.ops.fastgan, "__export_leftover__")
     assert "OpOverloadPacket" in type(torch.ops.fastgan.conv_transpose1d).__name__  # the real op again
+
+
+@pytest.mark.skipif(
+    INTERPRETER,
+    reason="graph capture does not depend on the op's path (fastgan's ops are opaque custom ops to dynamo); "
+    "the fallback pass checks it",
+)
+@pytest.mark.parametrize("name", ["melgan", "hifigan", "pwg"])
+def test_generators_compile_fullgraph(name):
+    """torch.compile(fullgraph=True) captures each generator whole: the custom ops make that possible."""
+    generator = _generators()[name]().to(DEVICE).eval()
+    generator.remove_weight_norm()
+    g = torch.Generator(device=DEVICE).manual_seed(4)
+    mel = torch.randn(1, MEL, 20, generator=g, device=DEVICE)
+    if name == "pwg":
+        args = (torch.randn(1, 1, 20 * generator.upsample_factor, generator=g, device=DEVICE),
+                torch.nn.functional.pad(mel, (2, 2), mode="replicate"))  # fmt: skip
+    else:
+        args = (mel,)
+    torch._dynamo.reset()
+    compiled = torch.compile(generator, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        assert_close_scaled(compiled(*args), generator(*args), REDUCTION, torch.float32)
