@@ -71,10 +71,10 @@ def conv_transpose1d(
     dtype; groups = 1, dilation = 1; ``negative_slope=None`` skips the LeakyReLU. Output
     (B, C_out, (L - 1) * stride - 2 * padding + K + output_padding), as torch's.
     """
+    from fastgan.ops import conv_transpose as op  # eagerly on the reference path: the reference itself
+
     slope = None if negative_slope is None else float(negative_slope)
-    return torch.ops.fastgan.conv_transpose1d(
-        x, weight, bias, int(stride), int(padding), int(output_padding), slope
-    )  # fmt: skip
+    return op.conv_transpose1d(x, weight, bias, int(stride), int(padding), int(output_padding), slope)
 
 
 def smoothing_to_taps(weight: torch.Tensor, scale: int, causal: bool = False) -> torch.Tensor:
@@ -93,8 +93,10 @@ def stretch_conv1d(
     ``out[t*s + r] = leaky_relu(sum_m taps[r, m] * c[t + m - 1])`` (causal: ``c[t + m - 2]``),
     zero outside the signal. ``negative_slope`` must be >= 0 (ReLU is 0.0).
     """
+    from fastgan.ops import upsample as op  # eager inference on the reference path: the reference itself
+
     slope = None if negative_slope is None else float(negative_slope)
-    return torch.ops.fastgan.stretch_conv1d(c, taps, bool(causal), slope)
+    return op.stretch_conv1d(c, taps, bool(causal), slope)
 
 
 def wavenet_block(

@@ -254,3 +254,42 @@ class TestBadInput:
             fastgan.nn.UpsampleNetwork([2], freq_axis_kernel_size=2)
         with pytest.raises(ValueError, match="every upsample scale must be >= 1"):
             fastgan.nn.UpsampleNetwork([2, 0])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_custom_op_itself_forward_and_backward(causal):
+    """Eager inference on the reference path skips the registered op; the op (what autograd,
+    torch.compile and CUDA run) must match the stretched formulation too."""
+    c = torch.randn(2, 3, 6)
+    smoothing = torch.randn(9)
+    leaf_c = c.clone().requires_grad_()
+    leaf_taps = smoothing_to_taps(smoothing, 4, causal).detach().requires_grad_()
+    out = torch.ops.fastgan.stretch_conv1d(leaf_c, leaf_taps, causal, 0.2)
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    expected_out, expected_grad_c, _ = run_oracle(c, smoothing, 4, causal, 0.2, grad_out)
+    assert_close_scaled(out, expected_out, REDUCTION)
+    assert_close_scaled(leaf_c.grad, expected_grad_c, REDUCTION)
+    taps = smoothing_to_taps(smoothing, 4, causal).requires_grad_()
+    torch.autograd.backward(stretched_oracle_from_taps(c, taps, causal, 0.2), grad_out)
+    assert_close_scaled(leaf_taps.grad, taps.grad, REDUCTION)
+
+
+def stretched_oracle_from_taps(c, taps, causal, slope):
+    """out[t*s + r] = leaky(sum_m taps[r, m] c[t + first + m]) written as an explicit loop over phases."""
+    scale = taps.shape[0]
+    first = -2 if causal else -1
+    padded = F.pad(c, (-first, 2 + first))
+    length = c.shape[-1]
+    phases = [sum(taps[r, m] * padded[..., m : m + length] for m in range(3)) for r in range(scale)]
+    out = torch.stack(phases, dim=-1).reshape(*c.shape[:2], length * scale)
+    return F.leaky_relu(out, slope)
+
+
+def test_inference_takes_the_same_values_as_the_op():
+    c = torch.randn(2, 3, 6)
+    taps = torch.randn(5, 3)
+    with torch.no_grad():
+        direct = stretch_conv1d(c, taps, False, 0.2)
+        op = torch.ops.fastgan.stretch_conv1d(c, taps, False, 0.2)
+    assert_close_scaled(direct, op, REDUCTION)

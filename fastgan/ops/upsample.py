@@ -88,3 +88,18 @@ def _backward(ctx, grad_out):
 
 
 stretch_conv1d_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def stretch_conv1d(c: torch.Tensor, taps: torch.Tensor, causal: bool, negative_slope: float | None) -> torch.Tensor:
+    """The functional form's entry: the custom op, or — eagerly, where the reference runs anyway — the reference itself.
+
+    Outside torch.compile and without autograd (inference), a tensor that takes the reference (CPU
+    without the interpreter, or ``FASTGAN_BACKEND=torch``) calls it directly after the same checks,
+    skipping the custom op's dispatch. With autograd the op runs: its explicit backward beats
+    torch's autograd through the reference's broadcasts. The values are the op's reference path's.
+    """
+    needs_grad = torch.is_grad_enabled() and (c.requires_grad or taps.requires_grad)
+    if not needs_grad and not torch.compiler.is_compiling() and not _backend.use_triton(c, OP):
+        check_inputs(c, taps, negative_slope)
+        return stretch_conv1d_reference(c, taps, causal, negative_slope)
+    return stretch_conv1d_op(c, taps, causal, negative_slope)
