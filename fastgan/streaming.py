@@ -839,16 +839,17 @@ class StreamingVocoder:
 
     # -- CUDA graphs ----------------------------------------------------------------------------
 
-    def capture(self, batch: int = 1) -> bool:
+    def capture(self, batch: int = 1, *, emulate: bool = False) -> bool:
         """Record the steady-state ``chunk_frames`` step as a CUDA graph (CUDA only).
 
         Call at the start of an utterance (after :meth:`reset`); it pushes warm-up chunks of zeros
         internally and resets again. Returns False (and changes nothing) off CUDA. Later pushes of
         exactly ``chunk_frames`` frames whose cached state has the steady-state shapes replay it.
+        ``emulate=True`` (any device, for tests) runs the same static-state step eagerly instead.
         """
-        if self.device.type != "cuda":
+        if self.device.type != "cuda" and not emulate:
             return False
-        self._graph = _GraphStep(self, batch)
+        self._graph = _GraphStep(self, batch, emulate=emulate or self.device.type != "cuda")
         self.reset()
         return True
 
@@ -868,7 +869,7 @@ def _shapes(state):
 class _GraphStep:
     """One captured steady-state chunk step; the cached tensors it reads are updated in place."""
 
-    def __init__(self, vocoder: StreamingVocoder, batch: int):
+    def __init__(self, vocoder: StreamingVocoder, batch: int, emulate: bool = False):
         v = vocoder
         self.v = v
         frames = v.chunk_frames
@@ -887,22 +888,30 @@ class _GraphStep:
         else:
             raise RuntimeError("StreamingVocoder.capture: the stream state did not reach a steady shape")
         self.shapes = previous
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):  # one more warm-up step on the side stream, as torch recommends
-            v._step(self.mel, self.noise, False)
-        torch.cuda.current_stream().wait_stream(stream)
-        static = [t.clone() if isinstance(t, torch.Tensor) else t for t in _flatten(v._root.state())]
-        v._root.load_state(_rebuild(v._root.state(), iter(static)))
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            out = v._step(self.mel, self.noise, False)
-            for old, new in zip(static, _flatten(v._root.state()), strict=True):
-                if isinstance(old, torch.Tensor):
-                    old.copy_(new)
-        self.out = out
-        self.static = static
-        v._root.load_state(_rebuild(v._root.state(), iter(static)))
+        if not emulate:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):  # one more warm-up step on a side stream, as torch recommends
+                v._step(self.mel, self.noise, False)
+            torch.cuda.current_stream().wait_stream(stream)
+        # The static state: the tensors the graph reads at the start of a step and overwrites at its end.
+        self.static = [t.clone() if isinstance(t, torch.Tensor) else t for t in _flatten(v._root.state())]
+        v._root.load_state(_rebuild(v._root.state(), iter(self.static)))
+        self.graph, self.out = None, None
+        if not emulate:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.out = self._body()
+        v._root.load_state(_rebuild(v._root.state(), iter(self.static)))
+
+    def _body(self) -> torch.Tensor:
+        """One step from the static state; the new state is copied back into it in place."""
+        v = self.v
+        out = v._step(self.mel, self.noise, False)
+        for old, new in zip(self.static, _flatten(v._root.state()), strict=True):
+            if isinstance(old, torch.Tensor):
+                old.copy_(new)
+        return out
 
     def matches(self, mel, noise) -> bool:
         return mel.shape == self.mel.shape and _shapes(self.v._root.state()) == self.shapes
@@ -918,6 +927,10 @@ class _GraphStep:
         self.mel.copy_(mel)
         if noise is not None:
             self.noise.copy_(noise)
+        if self.graph is None:  # emulation (tests on CPU): run the recorded body eagerly
+            out = self._body()
+            v._root.load_state(_rebuild(v._root.state(), iter(self.static)))
+            return out.clone()
         self.graph.replay()
         return self.out.clone()
 

@@ -123,6 +123,7 @@ def test_each_bad_input_is_named_and_the_rest_written(checkpoint, speech, tmp_pa
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [speech[0].name]
 
 
+@PLUMBING
 def test_the_exported_default_format_is_the_default_model(checkpoint, speech, tmp_path, capsys, monkeypatch):
     """``python -m fastgan.default_model export``'s file: fp16 weights, config and numpy stats inside."""
     state = torch.load(checkpoint, weights_only=True)["model"]["generator"]
