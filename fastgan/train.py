@@ -335,8 +335,11 @@ class Trainer:
             if (data.mel, data.segment_frames, data.mel_context) != (self.mel, self.segment_frames, mel_context):
                 raise ConfigError(f"{source}: the given dataset's features / segment length differ from the config's")
         else:
+            # allow_cache (parallel_wavegan's key, default true): decode the corpus once, up front, so every bad file is
+            # reported once before the workers start; false: decode lazily in the workers (large corpora).
+            cached = bool(config.get("allow_cache", True))
             self.dataset = AudioMelDataset(
-                data, self.mel, segment_frames=self.segment_frames, seed=seed, preload=True, mel_context=mel_context
+                data, self.mel, self.segment_frames, seed=seed, cache=cached, preload=cached, mel_context=mel_context
             )
         self.valid = AudioMelDataset(valid, self.mel, segment_frames=None, preload=True) if valid else None
         num_classes = len(self.dataset.labels)
@@ -440,13 +443,20 @@ class Trainer:
     # -- set-up helpers -----------------------------------------------------------------------------------------------
     def _corpus_stats(self) -> MelStats:
         """Statistics over every frame of the training utterances (parallel_wavegan's compute_statistics)."""
-        feats = []
-        with torch.no_grad():
-            for i in range(len(self.dataset)):
-                utt = self.dataset.utterance(i)
-                audio = torch.from_numpy(utt.audio).to(self.device)
-                feats.append(self.melspec(audio)[0].T.cpu().numpy())
-        return compute_stats(feats)
+        from fastgan.data import BadAudioError
+
+        def frames():
+            with torch.no_grad():
+                for i in range(len(self.dataset)):
+                    try:
+                        utt = self.dataset.utterance(i)
+                    except BadAudioError as error:
+                        self.dataset._report(str(error), self.dataset.files[i])
+                        continue
+                    padded = torch.from_numpy(utt.padded).to(self.device)  # the utterance's own frames
+                    yield self.melspec(padded, center=False)[0].T.cpu().numpy()
+
+        return compute_stats(frames())
 
     def _fit_specgan_transform(self):
         loader = self._loader(start_batch=10**6)  # a part of the stream training never reaches

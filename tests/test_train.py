@@ -354,3 +354,17 @@ def test_parallel_wavegan_checkpoint_loads(tmp_path):
     mel = torch.randn(1, 20, 12)
     with torch.no_grad():
         torch.testing.assert_close(ours(mel), theirs.eval()(mel), rtol=1e-5, atol=1e-6)
+
+
+def test_lazy_loading_reports_bad_files_and_trains(small_corpus, tmp_path, caplog):
+    """allow_cache: false decodes in the loader; a file whose body is corrupt is reported once and skipped."""
+    import logging
+
+    data = tmp_path / "data"
+    shutil.copytree(small_corpus / "train", data)
+    (data / "broken.flac").write_bytes((CORPUS / "arctic" / "arctic_a0007.wav").read_bytes()[:40])
+    caplog.set_level(logging.WARNING, logger="fastgan.data")
+    config = tiny_config("melgan", allow_cache=False, discriminator_train_start_steps=1)
+    trainer = Trainer(config, data, tmp_path / "out", device="cpu", progress=False)
+    trainer.train(max_steps=3)
+    assert len([r for r in caplog.records if "broken.flac" in r.getMessage()]) == 1
