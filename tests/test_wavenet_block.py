@@ -14,7 +14,11 @@ from hypothesis import strategies as st
 
 import fastgan
 from fastgan.functional import wavenet_block
-from fastgan.references.wavenet_block import wavenet_block_backward_reference, wavenet_block_reference
+from fastgan.references.wavenet_block import (
+    _backward_batched,
+    wavenet_block_backward_reference,
+    wavenet_block_reference,
+)
 from tests.conftest import DEVICE, INTERPRETER, KERNELS_RUN
 from tests.oracle import parallel_wavegan
 from tests.tolerances import WAVENET_BLOCK
@@ -197,7 +201,12 @@ def test_reference_against_autograd_float64(causal):
         torch.testing.assert_close(got_out, out.detach(), rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(got_skip, skip.detach(), rtol=1e-12, atol=1e-12)
     ordered[0] = ordered[0].detach()
-    got = wavenet_block_backward_reference(grad_x, grad_skip, *ordered, 2, causal)
+    got = wavenet_block_backward_reference(grad_x, grad_skip, *ordered, 2, causal)  # CPU: per example
+    for name in NAMES:
+        torch.testing.assert_close(got[name], grads[name], rtol=1e-12, atol=1e-12, msg=lambda m, n=name: f"{n}: {m}")
+    # the batched path (the CUDA fallback's), on the same values
+    x_, c_, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip = ordered
+    got = _backward_batched(grad_x, grad_skip, x_, c_, w_conv, b_conv, w_aux, w_out, w_skip, 2, causal)
     for name in NAMES:
         torch.testing.assert_close(got[name], grads[name], rtol=1e-12, atol=1e-12, msg=lambda m, n=name: f"{n}: {m}")
 

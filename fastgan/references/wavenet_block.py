@@ -254,10 +254,93 @@ def wavenet_block_backward_reference(
     x_w, c_w = x.to(work), cast(c)
     w_conv_w, w_aux_m = w_conv.to(work), cast(_as_matrix(w_aux))
     w_out_m, w_skip_m = _as_matrix(w_out).to(work), _as_matrix(w_skip).to(work)
-    go = grad_x_out.to(work) * SQRT_HALF  # the gradient at W_out @ g + b_out
-    gs = grad_skip.to(work)
+    args = (grad_x_out.to(work), grad_skip.to(work), x_w, c_w, w_conv_w, cast(b_conv), w_aux_m, w_out_m, w_skip_m)
+    if x.device.type == "cpu":
+        grads = _backward_per_example(*args, dilation, causal)
+    else:
+        grads = _backward_batched(*args, dilation, causal)
+    grads["b_conv"] = None if b_conv is None else grads["b_conv"]
+    grads["b_out"] = None if b_out is None else grads["b_out"]
+    grads["b_skip"] = None if b_skip is None else grads["b_skip"]
+    out = {}
+    for name, grad in grads.items():
+        if grad is None:
+            out[name] = None
+            continue
+        if name in shapes and shapes[name] is not None:
+            grad = grad.reshape(shapes[name])
+        out[name] = grad.to(dtype).contiguous()
+    return out
 
-    z = _gate_preactivation(x_w, c_w, w_conv_w, cast(b_conv), w_aux_m, dilation, causal)
+
+def _backward_per_example(grad_x_out, grad_skip, x, c, w_conv, b_conv, w_aux, w_out, w_skip, dilation, causal):
+    """CPU: every product a 2-D BLAS GEMM per example (the dilated conv's input and weight
+    gradients one GEMM per tap over the columns each tap reaches, as the forward does), the gate's
+    derivative computed in place in the recomputed pre-activations; weight gradients summed over
+    examples. ~20 % faster than convolution_backward plus batched matmuls at PWG sizes."""
+    batch, residual, length = x.shape
+    gate, _, kernel_size = w_conv.shape
+    half = gate // 2
+    left, _ = conv_padding(kernel_size, dilation, causal)
+    taps = w_conv.permute(2, 0, 1)  # (K, G, R)
+    grad_taps = torch.zeros((kernel_size, gate, residual), dtype=x.dtype, device=x.device)
+    grad_b_conv = torch.zeros(gate, dtype=x.dtype, device=x.device)
+    grad_w_out = torch.zeros_like(w_out)
+    grad_w_skip = torch.zeros_like(w_skip)
+    grad_w_aux = None if c is None else torch.zeros_like(w_aux)
+    grad_x = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    grad_c = None if c is None else torch.empty(c.shape, dtype=c.dtype, device=c.device)
+    for b in range(batch):
+        z = _taps_conv(x[b], w_conv, b_conv, dilation, causal)
+        if c is not None:
+            z.addmm_(w_aux, c[b])
+        ta = z[:half].mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2 * sigmoid(2a) - 1
+        sb = z[half:].sigmoid_()
+        g = ta * sb
+        go = grad_x_out[b] * SQRT_HALF  # the gradient at W_out @ g + b_out
+        gs = grad_skip[b]
+        grad_w_out.addmm_(go, g.t())
+        grad_w_skip.addmm_(gs, g.t())
+        grad_g = torch.mm(w_skip.t(), gs).addmm_(w_out.t(), go)
+        del g
+        # dz, in place over (ta, sb): d tanh(a) = 1 - tanh^2, d sigmoid(b) = sigmoid (1 - sigmoid).
+        grad_g.mul_(sb)  # grad_g * sigmoid(b)
+        sb.neg_().add_(1.0).mul_(ta).mul_(grad_g)  # * tanh(a) (1 - sigmoid(b))
+        ta.mul_(ta).neg_().add_(1.0).mul_(grad_g)  # * (1 - tanh(a)^2)
+        del grad_g
+        dz = z
+        grad_b_conv += dz.sum(1)
+        grad_x[b] = go  # the residual path: d x_out / d x = sqrt(0.5)
+        for k in range(kernel_size):
+            shift = k * dilation - left  # forward: out[t] += W_k x[t + shift]
+            lo, hi = max(0, -shift), min(length, length - shift)
+            if lo >= hi:
+                continue
+            grad_x[b, :, lo + shift : hi + shift].addmm_(taps[k].t(), dz[:, lo:hi])
+            grad_taps[k].addmm_(dz[:, lo:hi], x[b, :, lo + shift : hi + shift].t())
+        if c is not None:
+            torch.mm(w_aux.t(), dz, out=grad_c[b])
+            grad_w_aux.addmm_(dz, c[b].t())
+    return {
+        "x": grad_x,
+        "c": grad_c,
+        "w_conv": grad_taps.permute(1, 2, 0),
+        "b_conv": grad_b_conv,
+        "w_aux": grad_w_aux,
+        "w_out": grad_w_out,
+        "b_out": grad_x_out.sum((0, 2)) * SQRT_HALF,
+        "w_skip": grad_w_skip,
+        "b_skip": grad_skip.sum((0, 2)),
+    }
+
+
+def _backward_batched(grad_x_out, grad_skip, x_w, c_w, w_conv_w, b_conv, w_aux_m, w_out_m, w_skip_m, dilation, causal):
+    """Batched tensors: F.conv1d recompute, convolution_backward and batched matmuls (CUDA fallback)."""
+    go = grad_x_out * SQRT_HALF  # the gradient at W_out @ g + b_out
+    gs = grad_skip
+    c = c_w
+
+    z = _gate_preactivation(x_w, c_w, w_conv_w, b_conv, w_aux_m, dilation, causal)
     g, ta, sb = _gate(z)
     grad_g = _mm(w_out_m.t(), go)
     grad_g += _mm(w_skip_m.t(), gs)
@@ -272,15 +355,15 @@ def wavenet_block_backward_reference(
     dz[:, half:].copy_(grad_b)
     del grad_a, grad_b, grad_g, ta, sb
 
-    kernel_size = w_conv.shape[2]
+    kernel_size = w_conv_w.shape[2]
     conv_in, padding = _conv_input(x_w, kernel_size, dilation, causal)
     grad_in, grad_w_conv, grad_b_conv = torch.ops.aten.convolution_backward(
-        dz, conv_in, w_conv_w, [w_conv.shape[0]] if b_conv is not None else None,
+        dz, conv_in, w_conv_w, [w_conv_w.shape[0]] if b_conv is not None else None,
         [1], [padding], [dilation], False, [0], 1, [True, True, b_conv is not None],
     )  # fmt: skip
     if conv_in is not x_w:
         left, _ = conv_padding(kernel_size, dilation, causal)
-        grad_in = grad_in[:, :, left : left + x.shape[2]]
+        grad_in = grad_in[:, :, left : left + x_w.shape[2]]
     grad_x = grad_in.add_(go)  # the residual path: d x_out / d x = sqrt(0.5)
 
     def outer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # sum_b a_b @ b_b^T
@@ -288,19 +371,14 @@ def wavenet_block_backward_reference(
             return a[0] @ b[0].t()
         return torch.bmm(a, b.transpose(1, 2)).sum(0)
 
-    grads: dict[str, torch.Tensor | None] = {"x": grad_x, "w_conv": grad_w_conv, "b_conv": grad_b_conv}
-    grads["c"] = None if c is None else (_mm(w_aux_m.t(), dz) if w_aux_m is not None else torch.zeros_like(c_w))
-    grads["w_aux"] = None if w_aux is None else (outer(dz, c_w) if c is not None else torch.zeros_like(w_aux_m))
-    grads["w_out"] = outer(go, g)
-    grads["w_skip"] = outer(gs, g)
-    grads["b_out"] = None if b_out is None else go.sum((0, 2))
-    grads["b_skip"] = None if b_skip is None else gs.sum((0, 2))
-    out = {}
-    for name, grad in grads.items():
-        if grad is None:
-            out[name] = None
-            continue
-        if name in shapes and shapes[name] is not None:
-            grad = grad.reshape(shapes[name])
-        out[name] = grad.to(dtype).contiguous()
-    return out
+    return {
+        "x": grad_x,
+        "c": None if c is None else _mm(w_aux_m.t(), dz),
+        "w_conv": grad_w_conv,
+        "b_conv": grad_b_conv,
+        "w_aux": None if c is None else outer(dz, c_w),
+        "w_out": outer(go, g),
+        "b_out": go.sum((0, 2)),
+        "w_skip": outer(gs, g),
+        "b_skip": gs.sum((0, 2)),
+    }
