@@ -132,10 +132,12 @@ def run(args) -> dict:
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    if args.checkpoint:
-        generator = fastgan.load_generator(args.checkpoint)
-        generator.remove_weight_norm()
-        name = Path(args.checkpoint).name
+    if args.checkpoint:  # parallel_wavegan's layout or fastgan's exported default (see fastgan.vocode)
+        from fastgan.vocode import load_vocoder
+
+        loaded = load_vocoder(args.checkpoint)
+        generator, name = loaded.generator, Path(args.checkpoint).name
+        args.sample_rate = loaded.sampling_rate
     else:
         generator, name = build_generator(args.model), args.model
     vocoder = fastgan.StreamingVocoder(
