@@ -99,15 +99,20 @@ def _stft_adjoint(grad_mag, spectrum, power, mag, eps, win, n_fft, hop, length, 
     # grad frame[n] = Re(sum_k G_k e^{2 pi i k n / N}) = N · irfft(Z), Z_k = G_k / 2 except DC and Nyquist.
     grad_spectrum[:, :, 1 : n_fft // 2] *= 0.5
     frames = torch.fft.irfft(grad_spectrum, n=n_fft, dim=2) * (n_fft * win)  # (count, frames, n_fft), windowed
-    # Overlap-add and the reflect padding's adjoint in one index_add: frame f's sample n read signal
-    # sample reflect(f · hop + n - n_fft // 2).
-    position = (torch.arange(n_frames, device=grad_mag.device) * hop)[:, None] + torch.arange(
-        n_fft, device=grad_mag.device
-    ) - n_fft // 2  # fmt: skip
-    position = torch.where(position < 0, -position, position)
-    position = torch.where(position > length - 1, 2 * (length - 1) - position, position)
-    grad = torch.zeros((count, length), dtype=frames.dtype, device=grad_mag.device)
-    grad.index_add_(1, position.reshape(-1), frames.reshape(count, -1))
+    # Overlap-add by hop-sized chunks: frame f's chunk j lands on chunk f + j of the padded signal
+    # (ceil(n_fft / hop) slice-adds, no scatter), then the reflect padding's adjoint: the padded
+    # edges fold back, mirrored, onto the samples they copied.
+    chunks = -(-n_fft // hop)
+    frames = torch.nn.functional.pad(frames, (0, chunks * hop - n_fft)).reshape(count, n_frames, chunks, hop)
+    half = n_fft // 2
+    padded_chunks = max(n_frames + chunks - 1, -(-(length + n_fft) // hop))
+    padded = torch.zeros((count, padded_chunks, hop), dtype=frames.dtype, device=frames.device)
+    for j in range(chunks):
+        padded[:, j : j + n_frames] += frames[:, :, j]
+    padded = padded.reshape(count, -1)
+    grad = padded[:, half : half + length].clone()
+    grad[:, 1 : half + 1] += padded[:, :half].flip(1)
+    grad[:, length - 1 - half : length - 1] += padded[:, half + length : n_fft + length].flip(1)
     return grad.reshape(count // rows, rows, length).to(out_dtype)
 
 
@@ -134,11 +139,12 @@ def stft_loss_backward_reference(
     m = mag if mel_basis is None else torch.matmul(mag, mel_basis.to(mag.dtype).transpose(0, 1))
     mx, my = m[:rows], m[rows:]
     diff = my - mx
-    sign_log = torch.sign(my.log() - mx.log())
-    sign_diff = torch.sign(diff)
-    grad_m = [-2 * g0 * diff - g2 * sign_log / mx - g3 * sign_diff]
+    # sign(log my - log mx) is sign(my - mx): log is increasing (no logs to recompute here; where
+    # fp32 logs of two distinct values round equal, this is the float64 answer).
+    sign = torch.sign(diff)
+    grad_m = [-2 * g0 * diff - (g2 / mx + g3) * sign]
     if grad_target:
-        grad_m.append(2 * g0 * diff + 2 * g1 * my + g2 * sign_log / my + g3 * sign_diff)
+        grad_m.append(2 * g0 * diff + 2 * g1 * my + (g2 / my + g3) * sign)
     grad_m = torch.cat(grad_m)
     if mel_basis is not None:
         grad_m = torch.matmul(grad_m, mel_basis.to(mag.dtype))
