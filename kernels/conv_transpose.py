@@ -2,10 +2,11 @@
 
 Polyphase forward: output sample ``j`` with ``j + padding = q * s + ph`` (phase ``ph`` in [0, s)) reads
 the taps ``k = ph + m * s`` at inputs ``i = q - m``, so each phase is an ordinary conv over the
-input with every s-th tap. A program owns (batch, BLOCK_CO output channels, BLOCK_Q values of q)
-and walks the s phases; per phase it accumulates ``W_k (CO x CI) @ leaky(x)[:, q - m] (CI x Q)``
-with ``tl.dot`` in fp32 over taps m and input-channel blocks, adds the bias and writes the phase's
-samples straight into the interleaved output — no zero-stuffed input, no per-phase buffers.
+input with every s-th tap. A program owns (batch, BLOCK_CO output channels, BLOCK_Q values of q,
+one phase): it accumulates ``W_k (CO x CI) @ leaky(x)[:, q - m] (CI x Q)`` with ``tl.dot`` in fp32
+over taps m and input-channel blocks, adds the bias and writes the phase's samples (every s-th)
+straight into the interleaved output — no zero-stuffed input, no per-phase buffers; the s
+programs of a tile write interleaved samples of the same lines, which L2 merges.
 
 Backward:
 * input gradient — a strided conv: ``grad_y[ci, i] = sum_{k, co} w[ci, co, k] g[co, i*s + k - p]``,
@@ -34,6 +35,9 @@ CONFIGS = {
     # Forward: a (BLOCK_CO x BLOCK_Q) accumulator per phase, BLOCK_CI-deep dots.
     ("forward", "fp32"): ({"BLOCK_CO": 64, "BLOCK_Q": 64, "BLOCK_CI": 16}, 8, 2),
     ("forward", "half"): ({"BLOCK_CO": 64, "BLOCK_Q": 64, "BLOCK_CI": 32}, 4, 3),
+    # ... and for C_out <= 32 (the last upsampling layers): no half-empty channel tiles.
+    ("forward_narrow", "fp32"): ({"BLOCK_CO": 32, "BLOCK_Q": 64, "BLOCK_CI": 16}, 4, 2),
+    ("forward_narrow", "half"): ({"BLOCK_CO": 32, "BLOCK_Q": 64, "BLOCK_CI": 32}, 8, 3),
     # Input gradient: a (BLOCK_CI x BLOCK_T) accumulator, BLOCK_CO-deep dots.
     ("input", "fp32"): ({"BLOCK_CI": 64, "BLOCK_T": 64, "BLOCK_CO": 16}, 8, 2),
     ("input", "half"): ({"BLOCK_CI": 64, "BLOCK_T": 64, "BLOCK_CO": 32}, 4, 3),
@@ -86,26 +90,26 @@ def _conv_transpose1d_forward_kernel(
     x_row = x_ptr + b * stride_xb
     out_rows = out_ptr + (b * c_out + co.to(tl.int64))[:, None] * out_length
     dot_ty = out_ptr.dtype.element_ty
-    for ph in range(0, stride):
-        acc = tl.zeros((BLOCK_CO, BLOCK_Q), dtype=tl.float32)
-        # Taps k = ph, ph + s, ... < K (none when ph >= K: the phase is the bias alone).
-        for m in range(0, (kernel_size - ph + stride - 1) // stride):
-            k = ph + m * stride
-            i = q - m
-            i_ok = (i >= 0) & (i < length)
-            w_ptrs = wt_ptr + (k * c_out + co).to(tl.int64)[:, None] * c_in + ci_range[None, :]
-            x_ptrs = x_row + ci_range[:, None].to(tl.int64) * stride_xc + i[None, :].to(tl.int64) * stride_xt
-            for ci0 in range(0, c_in, BLOCK_CI):
-                ci_ok = (ci0 + ci_range) < c_in
-                w = tl.load(w_ptrs, mask=co_ok[:, None] & ci_ok[None, :], other=0.0).to(tl.float32)
-                y = tl.load(x_ptrs, mask=ci_ok[:, None] & i_ok[None, :], other=0.0).to(tl.float32)
-                acc = _dot(w, _leaky(y, negative_slope), acc, HALF_DOT, dot_ty)
-                w_ptrs += BLOCK_CI
-                x_ptrs += BLOCK_CI * stride_xc
-        j = q * stride + ph - padding
-        j_ok = (j >= 0) & (j < out_length)
-        result = acc + bias[:, None]
-        tl.store(out_rows + j[None, :], result.to(dot_ty), mask=co_ok[:, None] & j_ok[None, :])
+    ph = tl.program_id(2)
+    acc = tl.zeros((BLOCK_CO, BLOCK_Q), dtype=tl.float32)
+    # Taps k = ph, ph + s, ... < K (none when ph >= K: the phase is the bias alone).
+    for m in range(0, (kernel_size - ph + stride - 1) // stride):
+        k = ph + m * stride
+        i = q - m
+        i_ok = (i >= 0) & (i < length)
+        w_ptrs = wt_ptr + (k * c_out + co).to(tl.int64)[:, None] * c_in + ci_range[None, :]
+        x_ptrs = x_row + ci_range[:, None].to(tl.int64) * stride_xc + i[None, :].to(tl.int64) * stride_xt
+        for ci0 in range(0, c_in, BLOCK_CI):
+            ci_ok = (ci0 + ci_range) < c_in
+            w = tl.load(w_ptrs, mask=co_ok[:, None] & ci_ok[None, :], other=0.0).to(tl.float32)
+            y = tl.load(x_ptrs, mask=ci_ok[:, None] & i_ok[None, :], other=0.0).to(tl.float32)
+            acc = _dot(w, _leaky(y, negative_slope), acc, HALF_DOT, dot_ty)
+            w_ptrs += BLOCK_CI
+            x_ptrs += BLOCK_CI * stride_xc
+    j = q * stride + ph - padding
+    j_ok = (j >= 0) & (j < out_length)
+    result = acc + bias[:, None]
+    tl.store(out_rows + j[None, :], result.to(dot_ty), mask=co_ok[:, None] & j_ok[None, :])
 
 
 @triton.jit
@@ -228,8 +232,10 @@ def conv_transpose1d_forward(
         bias = torch.zeros(c_out, dtype=x.dtype, device=x.device)
     q_first = padding // stride
     q_count = (out_length - 1 + padding) // stride - q_first + 1
-    blocks, warps, stages = _config("forward", x.dtype)
-    grid = (batch * triton.cdiv(c_out, blocks["BLOCK_CO"]), triton.cdiv(q_count, blocks["BLOCK_Q"]))
+    blocks, warps, stages = _config("forward_narrow" if c_out <= 32 else "forward", x.dtype)
+    # One program per (batch x output-channel block, block of q, phase): stride times the tiles of
+    # a phase loop, which batch-1 upsampling layers need to fill the GPU.
+    grid = (batch * triton.cdiv(c_out, blocks["BLOCK_CO"]), triton.cdiv(q_count, blocks["BLOCK_Q"]), stride)
     _conv_transpose1d_forward_kernel[grid](
         x, _tap_major(weight), bias.contiguous(), out, _slope(negative_slope),
         c_in, c_out, length, out_length, kernel_size, stride, padding, q_first, *x.stride(),
@@ -302,13 +308,11 @@ def aot_specs() -> list[KernelSpec]:
         half_dot = dtype != torch.float32  # on CUDA
         pointer = f"*{type_name}"
         geometry = _ints("c_in", "c_out", "length", "out_length", "kernel_size", "stride", "padding")
+        forward = {"x_ptr": pointer, "wt_ptr": pointer, "bias_ptr": pointer, "out_ptr": pointer,
+                   "negative_slope": "fp32", **geometry, "q_first": "i32", **_strides("x")}  # fmt: skip
         kernels = [
-            (
-                _conv_transpose1d_forward_kernel,
-                {"x_ptr": pointer, "wt_ptr": pointer, "bias_ptr": pointer, "out_ptr": pointer,
-                 "negative_slope": "fp32", **geometry, "q_first": "i32", **_strides("x")},
-                "forward",
-            ),
+            (_conv_transpose1d_forward_kernel, forward, "forward"),
+            (_conv_transpose1d_forward_kernel, forward, "forward_narrow"),
             (
                 _conv_transpose1d_backward_input_kernel,
                 {"g_ptr": pointer, "x_ptr": pointer, "wt_ptr": pointer, "grad_x_ptr": pointer,

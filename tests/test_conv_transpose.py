@@ -111,6 +111,14 @@ def test_channels_not_multiple_of_tiles():
     check_parity(x, weight, bias, geometry, 0.1)
 
 
+@pytest.mark.parametrize("c_out", [33, 72])
+def test_wide_output_channels(c_out):
+    """C_out > 32 takes the kernels' 64-channel tiles (two tiles for 72), C_in past one K-slice."""
+    geometry = melgan_layer(4)
+    x, weight, bias = make_inputs(2, 40, c_out, geometry[0], 6)
+    check_parity(x, weight, bias, geometry, 0.2)
+
+
 def test_no_bias():
     geometry = hifigan_layer(16, 8)
     x, weight, _ = make_inputs(2, 16, 16, 16, 6)
