@@ -24,6 +24,32 @@ def first_offset(causal: bool) -> int:
     return -2 if causal else -1
 
 
+_ASSIGNMENTS: dict[tuple, torch.Tensor] = {}
+
+
+def _assignment(scale: int, causal: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(2s+1, 3s) 0/1 matrix: entry [k, 3r + m] is 1 when smoothing tap k lands in phase r's tap m.
+
+    Cached per (scale, causal, device, dtype) in eager mode, so a forward pays one small matmul
+    per scale and no host-to-device copy.
+    """
+    key = (scale, causal, device, dtype)
+    cached = None if torch.compiler.is_compiling() else _ASSIGNMENTS.get(key)
+    if cached is not None:
+        return cached
+    kernel = 2 * scale + 1
+    pad = 2 * scale if causal else scale
+    first = first_offset(causal)
+    r = torch.arange(scale, device=device).view(scale, 1)
+    k = torch.arange(kernel, device=device).view(1, kernel)
+    m = torch.div(r + k - pad, scale, rounding_mode="floor") - first  # (s, 2s+1), values in {0, 1, 2}
+    assign = m.unsqueeze(-1) == torch.arange(3, device=device)  # (s, 2s+1, 3)
+    assign = assign.permute(1, 0, 2).reshape(kernel, 3 * scale).to(dtype)
+    if not torch.compiler.is_compiling():
+        _ASSIGNMENTS[key] = assign
+    return assign
+
+
 def smoothing_to_taps(weight: torch.Tensor, scale: int, causal: bool) -> torch.Tensor:
     """Fold the (2s+1)-tap smoothing conv ``weight`` (any shape holding 2s+1 values) into (s, 3) phase taps.
 
@@ -32,14 +58,9 @@ def smoothing_to_taps(weight: torch.Tensor, scale: int, causal: bool) -> torch.T
     back would add an error the stretched formulation does not have.
     """
     kernel = 2 * scale + 1
-    weight = weight.reshape(kernel).to(_compute_dtype(weight.dtype))
-    pad = 2 * scale if causal else scale
-    first = first_offset(causal)
-    r = torch.arange(scale).view(scale, 1)
-    k = torch.arange(kernel).view(1, kernel)
-    m = torch.div(r + k - pad, scale, rounding_mode="floor") - first  # (s, 2s+1), values in {0, 1, 2}
-    assign = (m.unsqueeze(-1) == torch.arange(3)).to(weight.dtype).to(weight.device)  # (s, 2s+1, 3)
-    return torch.einsum("k,rkm->rm", weight, assign)
+    compute = _compute_dtype(weight.dtype)
+    weight = weight.reshape(1, kernel).to(compute)
+    return torch.mm(weight, _assignment(scale, causal, weight.device, compute)).view(scale, 3)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
