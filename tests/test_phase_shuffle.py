@@ -145,6 +145,27 @@ def test_opcheck(slope):
     torch.library.opcheck(torch.ops.fastgan.phase_shuffle_backward.default, (grad_out, x.detach(), shifts, slope))
 
 
+@pytest.mark.parametrize("slope", SLOPES)
+def test_double_backward_matches_reference(slope):
+    """WGAN-GP differentiates the input gradient again: the op's double backward against autograd's
+    double backward through the (gather-based) reference."""
+    x = torch.randn(3, 4, 21)
+    shifts = torch.tensor([3, -20, 0])
+    weights = torch.randn(3, 4, 21)
+
+    def penalty_gradient(shuffle):
+        x_ = x.clone().requires_grad_()
+        w_ = weights.clone().requires_grad_()
+        (grad_x,) = torch.autograd.grad((shuffle(x_, shifts, slope) * w_).sum(), x_, create_graph=True)
+        (grad_x.square().sum()).backward()
+        return grad_x.detach(), w_.grad
+
+    grad_x, grad_w = penalty_gradient(phase_shuffle)
+    expected_grad_x, expected_grad_w = penalty_gradient(phase_shuffle_reference)
+    assert_close(grad_x, expected_grad_x, ELEMENTWISE)
+    assert_close(grad_w, expected_grad_w, ELEMENTWISE)
+
+
 def test_torch_compile_fullgraph_forward_and_backward():
     torch._dynamo.reset()
 

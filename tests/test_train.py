@@ -112,12 +112,6 @@ def test_wgan_few_steps_reduce_critic_loss_and_checkpoint_loads(name, tmp_path):
         torch.testing.assert_close(generator(z, labels), trainer._module("generator").eval()(z, labels))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="fastgan::phase_shuffle_backward registers no autograd formula, so WGAN-GP's double backward through a "
-    "phase-shuffling critic fails; remove this mark when the op gains one",
-)
 def test_wavegan_phase_shuffle_gradient_penalty(tmp_path):
     config = tiny_config("wavegan", critic_steps=1)
     config["discriminator_params"]["phase_shuffle"] = 2

@@ -85,10 +85,6 @@ def tiny_config(name: str, **overrides) -> dict:
         for key in ("generator_params", "discriminator_params", "classifier_params"):
             if base.get(key):
                 changes[key] = {"model_size": 4}
-        if name.startswith("wavegan"):
-            # fastgan::phase_shuffle's backward op has no autograd formula yet, so the double backward of the
-            # gradient penalty cannot pass through it; see test_wavegan_phase_shuffle_gradient_penalty.
-            changes["discriminator_params"]["phase_shuffle"] = 0
     changes.update(overrides)
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):

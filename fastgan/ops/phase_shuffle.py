@@ -83,3 +83,22 @@ def _backward(ctx, grad_out):
 
 
 phase_shuffle_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _backward_setup_context(ctx, inputs, output):
+    _, x, shifts, negative_slope = inputs
+    ctx.negative_slope = negative_slope
+    ctx.save_for_backward(x, shifts)
+
+
+def _backward_backward(ctx, grad_grad_x):
+    """The backward is linear in grad_out (the transposed shuffle, then the LeakyReLU's mask), so its
+    own gradient is the forward shuffle of the mask-weighted incoming gradient; the mask is piecewise
+    constant in x, so x gets none. WGAN-GP's gradient penalty needs this double backward."""
+    x, shifts = ctx.saved_tensors
+    if ctx.negative_slope is not None:
+        grad_grad_x = torch.where(x > 0, grad_grad_x, grad_grad_x * ctx.negative_slope)
+    return phase_shuffle_op(grad_grad_x, shifts, None, False), None, None, None
+
+
+phase_shuffle_backward_op.register_autograd(_backward_backward, setup_context=_backward_setup_context)
