@@ -78,8 +78,8 @@ def _conv_transpose1d_forward_kernel(
     BLOCK_CO: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_CI: tl.constexpr,
 ):  # fmt: skip
     """``wt`` is the weight as (K, C_out, C_in), contiguous; ``out`` (B, C_out, L_out), contiguous."""
-    pid_bc = tl.program_id(0)
-    pid_q = tl.program_id(1)
+    pid_q = tl.program_id(0)  # time on the unbounded grid axis (axes 1 and 2 stop at 65535)
+    pid_bc = tl.program_id(1)
     num_co_blocks = tl.cdiv(c_out, BLOCK_CO)
     b = (pid_bc // num_co_blocks).to(tl.int64)
     co = (pid_bc % num_co_blocks) * BLOCK_CO + tl.arange(0, BLOCK_CO)
@@ -123,8 +123,8 @@ def _conv_transpose1d_backward_input_kernel(
     BLOCK_CI: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_CO: tl.constexpr,
 ):  # fmt: skip
     """grad_x[b, ci, i] = leaky'(x) * sum_{k, co} w[ci, co, k] g[b, co, i*s + k - p]; grad_x contiguous."""
-    pid_bc = tl.program_id(0)
-    pid_t = tl.program_id(1)
+    pid_t = tl.program_id(0)  # time on the unbounded grid axis
+    pid_bc = tl.program_id(1)
     num_ci_blocks = tl.cdiv(c_in, BLOCK_CI)
     b = (pid_bc // num_ci_blocks).to(tl.int64)
     ci = (pid_bc % num_ci_blocks) * BLOCK_CI + tl.arange(0, BLOCK_CI)
@@ -199,6 +199,15 @@ def _conv_transpose1d_backward_weight_kernel(
     tl.store(partial_ptr + offsets, acc, mask=ci_ok[:, None] & co_ok[None, :])
 
 
+def _check_grid(kernel: str, grid: tuple[int, ...]) -> None:
+    """CUDA grids stop at 65535 programs along axes 1 and 2: say so instead of failing inside the launch."""
+    if any(n > 65535 for n in grid[1:]):
+        raise ValueError(
+            f"fastgan::conv_transpose1d: the {kernel} kernel's grid {grid} passes 65535 along axis 1 or 2 "
+            "(batch x channel blocks, or the stride); split the batch"
+        )
+
+
 def _slope(negative_slope: float | None) -> float:
     return 1.0 if negative_slope is None else float(negative_slope)
 
@@ -235,7 +244,8 @@ def conv_transpose1d_forward(
     blocks, warps, stages = _config("forward_narrow" if c_out <= 32 else "forward", x.dtype)
     # One program per (batch x output-channel block, block of q, phase): stride times the tiles of
     # a phase loop, which batch-1 upsampling layers need to fill the GPU.
-    grid = (batch * triton.cdiv(c_out, blocks["BLOCK_CO"]), triton.cdiv(q_count, blocks["BLOCK_Q"]), stride)
+    grid = (triton.cdiv(q_count, blocks["BLOCK_Q"]), batch * triton.cdiv(c_out, blocks["BLOCK_CO"]), stride)
+    _check_grid("forward", grid)
     _conv_transpose1d_forward_kernel[grid](
         x, _tap_major(weight), bias.contiguous(), out, _slope(negative_slope),
         c_in, c_out, length, out_length, kernel_size, stride, padding, q_first, *x.stride(),
@@ -270,7 +280,8 @@ def conv_transpose1d_backward(
 
     grad_x = torch.empty((batch, c_in, length), dtype=x.dtype, device=x.device)
     blocks, warps, stages = _config("input", x.dtype)
-    grid = (batch * triton.cdiv(c_in, blocks["BLOCK_CI"]), triton.cdiv(length, blocks["BLOCK_T"]))
+    grid = (triton.cdiv(length, blocks["BLOCK_T"]), batch * triton.cdiv(c_in, blocks["BLOCK_CI"]))
+    _check_grid("input gradient", grid)
     _conv_transpose1d_backward_input_kernel[grid](
         grad_out, x, wt, grad_x, slope,
         c_in, c_out, length, out_length, kernel_size, stride, padding,
