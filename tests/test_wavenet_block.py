@@ -218,11 +218,16 @@ def test_reference_time_chunks(monkeypatch, causal):
     import fastgan.references.wavenet_block as reference
 
     monkeypatch.setattr(reference, "CPU_CHUNK", 16)
-    check_case(2, 8, 16, 8, 5, 5, 7, causal, 71, with_skip_sum=True)
-    p = make_params(8, 16, 8, 5, 3)
-    x, c = torch.randn(1, 8, 50), torch.randn(1, 5, 50)
-    with torch.no_grad():
-        got = wavenet_block_reference(x, c, *(p[k] for k in NAMES[2:]), None, 20, causal)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # chunking applies single-threaded
+    try:
+        check_case(2, 8, 16, 8, 5, 5, 7, causal, 71, with_skip_sum=True)
+        p = make_params(8, 16, 8, 5, 3)
+        x, c = torch.randn(1, 8, 50), torch.randn(1, 5, 50)
+        with torch.no_grad():
+            got = wavenet_block_reference(x, c, *(p[k] for k in NAMES[2:]), None, 20, causal)
+    finally:
+        torch.set_num_threads(threads)
     want = composition(x.double(), c.double(), {k: v.double() for k, v in p.items()}, 20, causal)
     for a, b in zip(got, want, strict=True):
         assert_scaled_close(a, b, torch.float32)

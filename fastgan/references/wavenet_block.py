@@ -13,8 +13,8 @@ The dilated conv pads with zeros: ``(K - 1) // 2 * dilation`` on both sides, or,
 Fast by design on CPU (what runs there in production). Inference is GEMM-bound after this
 (~1.2x parallel_wavegan's block over PWG's 10 dilations at 24 000 samples, batch 1, one thread,
 within ~15 % of the BLAS time of its four GEMMs, on this project's CPU):
-- inference runs each example in time chunks of CPU_CHUNK samples, so the (G, chunk)
-  pre-activations, the gate and the 1x1 outputs stay in cache; only x_out and skip reach memory;
+- inference runs each example by itself and, single-threaded, in time chunks of CPU_CHUNK
+  samples, so the (G, chunk) pre-activations, the gate and the 1x1 outputs stay in cache (~10 %);
 - the dilated conv is one BLAS GEMM per tap, each accumulating in place into the output columns
   its shifted input reaches (no padded copy, no oneDNN reorders; ~25 % faster than F.conv1d
   here); the differentiable path (tests, CUDA fallback) uses F.conv1d;
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 SQRT_HALF = math.sqrt(0.5)
-# CPU inference runs a block per time chunk of this many samples (see _forward_chunked).
+# Single-threaded CPU inference runs a block per time chunk of this many samples (_forward_chunked).
 CPU_CHUNK = 2048
 
 
@@ -203,9 +203,13 @@ def _forward_chunked(x, c, w_conv, b_conv, w_aux, weight, bias, skip_ch, skip_su
     half = w_conv.shape[0] // 2
     x_out = torch.empty((batch, residual, length), dtype=x.dtype, device=x.device)
     skip = torch.empty((batch, skip_ch, length), dtype=x.dtype, device=x.device)
+    # With several threads every op is a parallel region ending in a barrier; on a shared machine a
+    # descheduled thread stalls each one, so many small chunks can be several times slower than a
+    # few large ops (measured: 2 threads on 2 busy cores). Chunk only when single-threaded.
+    chunk = CPU_CHUNK if torch.get_num_threads() == 1 else length
     for b in range(batch):
-        for start in range(0, length, CPU_CHUNK):
-            stop = min(length, start + CPU_CHUNK)
+        for start in range(0, length, chunk):
+            stop = min(length, start + chunk)
             z = _taps_conv(x[b], w_conv, b_conv, dilation, causal, start, stop)
             if c is not None:
                 z.addmm_(w_aux, c[b, :, start:stop])
