@@ -10,9 +10,10 @@ One block, for x (B, R, T), aux features c (B, A, T) and gate channels G = 2H::
 The dilated conv pads with zeros: ``(K - 1) // 2 * dilation`` on both sides, or, causal,
 ``(K - 1) * dilation`` on the left only (the output keeps the first T samples).
 
-Fast by design on CPU (what runs there in production). Inference is GEMM-bound after this
-(~1.2x parallel_wavegan's block over PWG's 10 dilations at 24 000 samples, batch 1, one thread,
-within ~15 % of the BLAS time of its four GEMMs, on this project's CPU):
+Fast by design on CPU (what runs there in production). Inference is GEMM-bound after this: PWG's
+30-layer stack at 24 000 samples, batch 1, fp32 runs 1.3x (one thread, CPU time) to 1.6x (two
+threads, wall time) faster than parallel_wavegan's blocks on this project's (busy) CPU, within
+~15 % of the BLAS time of the block's GEMMs:
 - inference runs each example by itself and, single-threaded, in time chunks of CPU_CHUNK
   samples, so the (G, chunk) pre-activations, the gate and the 1x1 outputs stay in cache (~10 %);
 - the dilated conv is one BLAS GEMM per tap, each accumulating in place into the output columns
