@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastgan.nn import PhaseShuffle
+from fastgan.nn import ConvTranspose1d, PhaseShuffle
 
 KERNEL_SIZE = 25
 STRIDE = 4
@@ -73,8 +73,12 @@ class WaveGANGenerator(nn.Module):
             cond_dim = embedding_dim
         self.dense = nn.Linear(latent_dim + cond_dim, INITIAL_LENGTH * multipliers[0] * d)
         widths = [m * d for m in multipliers] + [channels]
+        # Every transposed conv reads ReLU'd input (the reshaped dense output, then each hidden
+        # layer): fastgan's ConvTranspose1d applies it on load (a LeakyReLU with slope 0).
         self.upconvs = nn.ModuleList(
-            nn.ConvTranspose1d(c_in, c_out, KERNEL_SIZE, stride=STRIDE, padding=PADDING, output_padding=1)
+            ConvTranspose1d(
+                c_in, c_out, KERNEL_SIZE, stride=STRIDE, padding=PADDING, output_padding=1, negative_slope=0.0
+            )  # fmt: skip
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
 
@@ -91,13 +95,13 @@ class WaveGANGenerator(nn.Module):
             z = torch.cat([z, self.embedding(labels)], dim=1)
         elif labels is not None:
             raise ValueError("WaveGANGenerator: labels given, but the generator was built without num_classes")
-        x = self.dense(z).view(z.shape[0], -1, INITIAL_LENGTH)
-        x = F.relu(x)
-        last = len(self.upconvs) - 1
-        for i, upconv in enumerate(self.upconvs):
-            x = upconv(x)
-            x = torch.tanh(x) if i == last else F.relu(x)
-        return x
+        return self.upsample(self.dense(z).view(z.shape[0], -1, INITIAL_LENGTH))
+
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """The transposed-conv stack: (B, top channels, L) pre-activation -> (B, channels, L * 4**layers) in [-1, 1]."""
+        for upconv in self.upconvs:
+            x = upconv(x)  # relu(x) on load, then the transposed conv
+        return torch.tanh(x)
 
 
 class _WaveGANConvStack(nn.Module):
