@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import torch
@@ -34,3 +35,23 @@ def check_same_device(op: str, **tensors: torch.Tensor) -> None:
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
         raise ValueError(f"fastgan::{op}: tensors must be on one device, got {listed}")
+
+
+def autocast_inputs(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """Under torch.autocast on the tensors' device, cast the floating tensors to the autocast dtype,
+    as autocast does for the convolutions an op replaces; otherwise return them unchanged. Custom
+    ops are opaque to autocast, so each functional form that takes weights calls this first."""
+    device_type = next(t.device.type for t in tensors if t is not None)
+    if not torch.is_autocast_enabled(device_type):
+        return tensors
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors)
+
+
+def without_autocast(tensor: torch.Tensor):
+    """A context that turns autocast off around an op whose inputs autocast_inputs already cast, so
+    its reference runs in that one dtype; a no-op context when autocast is off."""
+    device_type = tensor.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 import fastgan.ops  # noqa: F401  (registers torch.ops.fastgan.*)
+from fastgan._checks import autocast_inputs, without_autocast
 
 
 def phase_shuffle(
@@ -74,7 +75,9 @@ def conv_transpose1d(
     from fastgan.ops import conv_transpose as op  # eagerly on the reference path: the reference itself
 
     slope = None if negative_slope is None else float(negative_slope)
-    return op.conv_transpose1d(x, weight, bias, int(stride), int(padding), int(output_padding), slope)
+    x, weight, bias = autocast_inputs(x, weight, bias)
+    with without_autocast(x):
+        return op.conv_transpose1d(x, weight, bias, int(stride), int(padding), int(output_padding), slope)
 
 
 def smoothing_to_taps(weight: torch.Tensor, scale: int, causal: bool = False) -> torch.Tensor:
@@ -96,7 +99,9 @@ def stretch_conv1d(
     from fastgan.ops import upsample as op  # eager inference on the reference path: the reference itself
 
     slope = None if negative_slope is None else float(negative_slope)
-    return op.stretch_conv1d(c, taps, bool(causal), slope)
+    c, taps = autocast_inputs(c, taps)
+    with without_autocast(c):
+        return op.stretch_conv1d(c, taps, bool(causal), slope)
 
 
 def wavenet_block(
@@ -124,10 +129,14 @@ def wavenet_block(
     None (then aux_weight must be None), conv_weight (G, R, K), 1x1 weights (out, in) or
     (out, in, 1); every tensor of x's dtype (fp32/fp16/bf16) and device.
     """
-    return torch.ops.fastgan.wavenet_block(
-        x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum,
-        int(dilation), bool(causal),
-    )  # fmt: skip
+    x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum = autocast_inputs(
+        x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum
+    )
+    with without_autocast(x):
+        return torch.ops.fastgan.wavenet_block(
+            x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum,
+            int(dilation), bool(causal),
+        )  # fmt: skip
 
 
 def _stft_rows(name: str, signal: torch.Tensor) -> torch.Tensor:
