@@ -147,7 +147,7 @@ def conv_transpose1d(
     torch's own autograd, which skips the custom op's dispatch (~70 µs a call on CPU) and its
     backward's recomputation of the LeakyReLU. The values are the op's reference path's.
     """
-    if not torch.compiler.is_compiling() and not _backend.use_triton(x, OP):
+    if _backend.reference_runs_eagerly(x, OP):
         check_inputs(x, weight, bias, stride, padding, output_padding, negative_slope)
         return conv_transpose1d_reference(x, weight, bias, stride, padding, output_padding, negative_slope)
     return conv_transpose1d_op(x, weight, bias, stride, padding, output_padding, negative_slope)

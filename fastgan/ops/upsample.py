@@ -99,7 +99,7 @@ def stretch_conv1d(c: torch.Tensor, taps: torch.Tensor, causal: bool, negative_s
     torch's autograd through the reference's broadcasts. The values are the op's reference path's.
     """
     needs_grad = torch.is_grad_enabled() and (c.requires_grad or taps.requires_grad)
-    if not needs_grad and not torch.compiler.is_compiling() and not _backend.use_triton(c, OP):
+    if not needs_grad and _backend.reference_runs_eagerly(c, OP):
         check_inputs(c, taps, negative_slope)
         return stretch_conv1d_reference(c, taps, causal, negative_slope)
     return stretch_conv1d_op(c, taps, causal, negative_slope)
