@@ -20,7 +20,10 @@ from tests.conftest import DEVICE
 from tests.oracle import parallel_wavegan
 from tests.tolerances import MODELS, assert_close_scaled
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:distutils Version classes are deprecated:DeprecationWarning"),  # the oracle's
+]
 
 SMALL_MELGAN = dict(in_channels=6, out_channels=1, channels=16, upsample_scales=[2, 2], stacks=2)
 SMALL_PWG = dict(in_channels=1, out_channels=1, layers=4, stacks=2, residual_channels=8, gate_channels=16, skip_channels=8, aux_channels=6,

@@ -157,6 +157,20 @@ class TestSmallConfigurations:
             assert_outputs_close(ours(*inputs), before)
             assert_outputs_close(ours(*inputs), theirs(*inputs))
 
+    def test_scale_discriminator_loads_a_checkpoint_trained_without_its_norm(self):
+        # parallel_wavegan's compatibility rule (its PR 409): the norm the config names but the
+        # checkpoint lacks is removed from the model before loading.
+        kwargs = SMALL_DISCRIMINATORS["hifigan-msd"][1]["discriminator_params"]
+        torch.manual_seed(0)
+        theirs = pwg_models().HiFiGANScaleDiscriminator(**kwargs, use_weight_norm=False).to(DEVICE)
+        ours = models.HiFiGANScaleDiscriminator(**kwargs).to(DEVICE)
+        ours.load_state_dict(theirs.state_dict())
+        assert not ours.use_weight_norm
+        assert sorted(ours.state_dict()) == sorted(theirs.state_dict())  # removal re-registers weight after bias
+        x = torch.randn(1, 1, 67)
+        with torch.no_grad():
+            assert_outputs_close(ours(x), theirs(x))
+
     def test_inference_matches_parallel_wavegan(self):
         for case in ("melgan", "hifigan-resblock1"):
             name, kwargs, _ = SMALL_GENERATORS[case]
