@@ -9,7 +9,9 @@
    Parallel WaveGAN at their published sizes) on this device, whole-utterance inference;
 3. streams the bundled speech through MelGAN in 10-frame chunks (``bench/realtime.py``) and prints
    the first-chunk latency, per-chunk times, real-time factor and look-ahead;
-4. runs ``python -m bench --quick``: the table of every hot path against its references.
+4. runs ``python -m bench --quick`` over the hot-path modules: the table of every hot path against
+   its references (the generator-level ``models`` and ``train`` modules are left to
+   ``python -m bench --quick --only models --only train``).
 
 Without a shipped default model step 1 says so (and the exit status is 1); the rest still runs.
 """
@@ -27,6 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data" / "corpus"
+GENERATOR_LEVEL = {"models", "train"}  # bench modules timing whole generators / training steps, not hot paths
 
 
 def _section(title: str) -> None:
@@ -157,22 +160,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ROOT / "bench" / "out")) / "demo")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-bench", action="store_true", help="skip the hot-path benchmark table")
+    parser.add_argument(
+        "--threads", type=int, default=0,
+        help="CPU threads for torch (0: auto — one thread when other work is loading the CPU, where a second "
+        "OpenMP thread spins waiting and runs several times slower; torch's default on an idle machine)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     started = time.perf_counter()
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"fastgan demo on {device} ({os.cpu_count()} CPU cores, load average {load:.1f}), results in {args.out}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    elif device.type == "cpu" and load >= 1.0:
+        torch.set_num_threads(1)
+    print(f"fastgan demo on {device} ({os.cpu_count()} CPU cores, load average {load:.1f}, "
+          f"torch threads {torch.get_num_threads()}), results in {args.out}")  # fmt: skip
 
     vocoded = vocode_corpus(args.out, args.device)
     generator_rtfs(device)
     streaming_latency(device)
     if not args.no_bench:
-        _section("benchmark table: every hot path vs its references (python -m bench --quick)")
         sys.path.insert(0, str(ROOT))
+        from bench.__main__ import benchmark_modules
         from bench.__main__ import main as bench_main
 
-        bench_main(["--quick", "--out", str(args.out / "bench"), "--device", str(device)])
+        # The hot paths; whole-generator and training-step benchmarks (step 2 covers inference) stay out
+        # of the demo's time budget: `python -m bench --quick --only models --only train` runs them.
+        hot = [m for m in benchmark_modules() if m not in GENERATOR_LEVEL]
+        _section(
+            f"benchmark table: every hot path vs its references (python -m bench --quick --only {' --only '.join(hot)})"
+        )
+        bench_main(
+            ["--quick", "--out", str(args.out / "bench"), "--device", str(device)] + [f"--only={m}" for m in hot]
+        )
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
     if not vocoded:
         print("the vocoding step did not run: no default model is shipped (see above)")
