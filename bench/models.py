@@ -1,7 +1,7 @@
 """Whole vocoders: fastgan.models against the same models in parallel_wavegan 0.6.1, same device, same run.
 
 * inference (``fwd``): every generator with weight norm folded on both sides, eval mode, under
-  ``torch.inference_mode``; batch 1 and 16 (quick: batch 1, a quarter second), fp32 and (on GPU)
+  ``torch.no_grad``; batch 1 and 16 (quick: batch 1, 0.1 s), fp32 and (on GPU)
   bf16 (both models cast to bf16). The case name carries the audio length, so
   kHz of audio per second = batch x samples / median and x real time = batch x seconds / median;
   ``python -m bench.models [--quick]`` prints those columns.
@@ -119,7 +119,7 @@ def _inference_cases(quick: bool, device) -> list[Case]:
 
                 def runner(model, post, inputs=inputs):
                     def run():
-                        with torch.inference_mode():
+                        with torch.no_grad():  # not inference_mode: its tensors must not land in caches
                             out = model(*inputs)
                             return post.synthesis(out) if post is not None else out
 
