@@ -839,6 +839,7 @@ class StreamingVocoder:
 
     # -- CUDA graphs ----------------------------------------------------------------------------
 
+    @torch.no_grad()
     def capture(self, batch: int = 1, *, emulate: bool = False) -> bool:
         """Record the steady-state ``chunk_frames`` step as a CUDA graph (CUDA only).
 
