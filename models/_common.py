@@ -9,11 +9,10 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.spectral_norm import SpectralNorm
-from torch.nn.utils.weight_norm import WeightNorm
 
 from fastgan.nn import ConvTranspose1d
+from fastgan.nn._weight_norm import fold_weight_norm, has_weight_norm
 
 
 def apply_weight_norm(module: nn.Module, types: tuple[type, ...]) -> None:
@@ -21,7 +20,7 @@ def apply_weight_norm(module: nn.Module, types: tuple[type, ...]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # deprecated in favour of parametrizations; keys differ
         for m in module.modules():
-            if isinstance(m, types) and not _has_weight_norm(m):
+            if isinstance(m, types) and not has_weight_norm(m):
                 nn.utils.weight_norm(m)
 
 
@@ -31,22 +30,9 @@ def apply_spectral_norm(module: nn.Module, types: tuple[type, ...]) -> None:
             nn.utils.spectral_norm(m)
 
 
-def _has_weight_norm(m: nn.Module) -> bool:
-    return any(isinstance(h, WeightNorm) for h in m._forward_pre_hooks.values()) or (
-        parametrize.is_parametrized(m, "weight")
-        and any(type(p).__name__ == "_WeightNorm" for p in m.parametrizations.weight)
-    )
-
-
 def remove_weight_norm(module: nn.Module) -> None:
     """Fold weight norm (either form) into plain weights everywhere under ``module``, in place."""
-    for m in module.modules():
-        if any(isinstance(h, WeightNorm) for h in m._forward_pre_hooks.values()):
-            nn.utils.remove_weight_norm(m)
-        elif parametrize.is_parametrized(m, "weight") and any(
-            type(p).__name__ == "_WeightNorm" for p in m.parametrizations.weight
-        ):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    fold_weight_norm(module)
 
 
 def remove_spectral_norm(module: nn.Module) -> None:

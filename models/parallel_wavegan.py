@@ -16,7 +16,6 @@ import math
 import torch
 from fastgan.models._common import GeneratorMixin, apply_weight_norm, remove_weight_norm, run_layers
 from torch import nn
-from torch.nn.utils.weight_norm import WeightNorm
 
 import fastgan.nn
 from fastgan.nn import WaveNetResidualBlock
@@ -33,22 +32,6 @@ def _kaiming_conv(*args, **kwargs) -> nn.Conv1d:
 
 def _conv1x1(in_channels: int, out_channels: int, bias: bool) -> nn.Conv1d:
     return _kaiming_conv(in_channels, out_channels, kernel_size=1, padding=0, dilation=1, bias=bias)
-
-
-def _refresh_weight_norm(module: nn.Module) -> None:
-    """Recompute the weight of every Conv2d under ``module`` that carries (old-style) weight norm.
-
-    torch's WeightNorm recomputes ``weight`` from ``weight_g``/``weight_v`` in a forward pre-hook,
-    so code that reads ``conv.weight`` without calling the conv (the fused upsampler folds the
-    smoothing convs' weights into taps) would see the value from the last call, or from
-    construction. Doing it here keeps the model right whatever the upsampler does (the weights are
-    a few numbers each).
-    """
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            for hook in m._forward_pre_hooks.values():
-                if isinstance(hook, WeightNorm):
-                    setattr(m, hook.name, hook.compute_weight(m))
 
 
 class ParallelWaveGANGenerator(GeneratorMixin, nn.Module):
@@ -137,7 +120,6 @@ class ParallelWaveGANGenerator(GeneratorMixin, nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         if c is not None and self.upsample_net is not None:
-            _refresh_weight_norm(self.upsample_net)
             c = self.upsample_net(c)
             if c.size(-1) != z.size(-1):
                 raise ValueError(

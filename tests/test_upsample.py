@@ -224,6 +224,25 @@ def test_conv_in_upsample_network_matches_parallel_wavegan(causal):
     compare_modules(ours, theirs, torch.randn(1, 8, 9))
 
 
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+def test_old_style_weight_norm_weights_are_current():
+    """torch.nn.utils.weight_norm recomputes ``weight`` only when the conv is called; the fused path
+    reads the weights without calling it, so it must compute them (a loaded checkpoint's g/v)."""
+    upsample = parallel_wavegan("layers.upsample")
+    config = {"upsample_scales": [2, 3]}
+    ours, theirs = fastgan.nn.UpsampleNetwork(**config), upsample.UpsampleNetwork(**config)
+    for module in (ours, theirs):
+        for layer in module.up_layers:
+            if isinstance(layer, torch.nn.Conv2d):
+                torch.nn.utils.weight_norm(layer)
+    c = torch.randn(2, 3, 5)
+    ours(c)  # a call caches the initial weights in the old form
+    _randomize(ours)  # then new g/v, as load_state_dict would bring
+    theirs.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        assert_close_scaled(ours(c), theirs(c), REDUCTION)
+
+
 def test_fused_path_is_taken_for_published_configurations():
     assert fastgan.nn.UpsampleNetwork([4, 5, 3, 5]).fused
     assert not fastgan.nn.UpsampleNetwork([4], freq_axis_kernel_size=3).fused

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
-from torch.nn.utils.weight_norm import WeightNorm
 
 from fastgan import functional
 from fastgan._checks import FLOAT_DTYPES
+from fastgan.nn._weight_norm import effective_weight, fold_weight_norm
 
 
 class CausalConv1d(nn.Module):
@@ -48,35 +47,9 @@ def _leaky_slope(activation: nn.Module) -> float | None:
     return float(activation.negative_slope) if type(activation) is nn.LeakyReLU else None
 
 
-def _conv_weight(conv: nn.Conv1d) -> torch.Tensor | None:
-    """The conv's effective weight under either weight-norm form; None if another hook would change it."""
-    hooks = list(conv._forward_pre_hooks.values())
-    if not hooks:
-        return conv.weight  # plain, or parametrized (the property computes it)
-    if len(hooks) == 1 and isinstance(hooks[0], WeightNorm):
-        return hooks[0].compute_weight(conv)
-    return None  # e.g. spectral norm's hook: let the plain composition run it
-
-
 def _plain_conv(conv: nn.Conv1d, kernel_size: int, dilation: int, padding: int) -> bool:
     return (conv.stride == (1,) and conv.dilation == (dilation,) and conv.padding == (padding,)
             and conv.groups == 1 and conv.padding_mode == "zeros" and conv.kernel_size == (kernel_size,))  # fmt: skip
-
-
-def fold_weight_norm(module: nn.Module) -> nn.Module:
-    """Fold weight norm (either form) of every Conv1d under ``module`` into a plain weight, in place.
-
-    For inference: the weight is then computed once, not on every call. Convs without weight norm
-    are left alone. Returns ``module``.
-    """
-    for conv in module.modules():
-        if not isinstance(conv, nn.Conv1d):
-            continue
-        if parametrize.is_parametrized(conv, "weight"):
-            parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
-        elif any(isinstance(h, WeightNorm) for h in conv._forward_pre_hooks.values()):
-            nn.utils.remove_weight_norm(conv)
-    return module
 
 
 def _fusable(x: torch.Tensor) -> bool:
@@ -170,7 +143,7 @@ class ResidualStack(nn.Module):
         if not (_plain_conv(conv1, self.kernel_size, self.dilation, 0) and _plain_conv(conv2, 1, 1, 0)
                 and _plain_conv(self.skip_layer, 1, 1, 0)):  # fmt: skip
             return None
-        weights = [_conv_weight(conv) for conv in (conv1, conv2, self.skip_layer)]
+        weights = [effective_weight(conv) for conv in (conv1, conv2, self.skip_layer)]
         if any(w is None for w in weights):
             return None
         w1, w2, ws = weights
@@ -250,7 +223,7 @@ class HiFiGANResidualBlock(nn.Module):
             padding = (self.kernel_size - 1) // 2 * dilation
         if slope is None or not _plain_conv(conv, self.kernel_size, dilation, padding):
             return None
-        weight = _conv_weight(conv)
+        weight = effective_weight(conv)
         return None if weight is None else (weight, conv.bias, slope)
 
     def _fused_steps(self):

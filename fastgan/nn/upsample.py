@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgan import functional
+from fastgan.nn._weight_norm import effective_weight
 
 
 class Stretch2d(nn.Module):
@@ -122,7 +123,7 @@ class UpsampleNetwork(nn.Module):
     def phase_taps(self) -> list[torch.Tensor]:
         """Each scale's smoothing conv folded into (s, 3) phase taps (differentiable in the conv weights)."""
         return [
-            functional.smoothing_to_taps(conv.weight, stretch.x_scale, self.use_causal_conv)
+            functional.smoothing_to_taps(effective_weight(conv), stretch.x_scale, self.use_causal_conv)
             for stretch, conv, _ in self._scale_layers
         ]
 

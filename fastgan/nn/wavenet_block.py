@@ -15,10 +15,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
-from torch.nn.utils.weight_norm import WeightNorm
 
 from fastgan import functional
+from fastgan.nn._weight_norm import effective_weight, fold_weight_norm
 
 _SQRT_HALF = math.sqrt(0.5)
 
@@ -29,26 +28,6 @@ def _init_conv(conv: nn.Conv1d) -> nn.Conv1d:
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     return conv
-
-
-def _effective_weight(conv: nn.Conv1d) -> torch.Tensor | None:
-    """The conv's weight under either weight-norm form; None if another hook would change it."""
-    hooks = list(conv._forward_pre_hooks.values())
-    if not hooks:
-        return conv.weight  # plain, or parametrized (the property computes it)
-    if len(hooks) == 1 and isinstance(hooks[0], WeightNorm):
-        return hooks[0].compute_weight(conv)
-    return None
-
-
-def _fold(conv: nn.Conv1d | None) -> None:
-    if conv is None:
-        return
-    for hook in list(conv._forward_pre_hooks.values()):
-        if isinstance(hook, WeightNorm):
-            torch.nn.utils.remove_weight_norm(conv, hook.name)
-    if parametrize.is_parametrized(conv, "weight"):
-        parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
 
 
 class WaveNetResidualBlock(nn.Module):
@@ -105,9 +84,7 @@ class WaveNetResidualBlock(nn.Module):
 
     def fold_weight_norm(self) -> WaveNetResidualBlock:
         """Replace weight-normed convs' (g, v) by their plain weight, once (for inference); returns self."""
-        for conv in (self.conv, self.conv1x1_aux, self.conv1x1_out, self.conv1x1_skip):
-            _fold(conv)
-        return self
+        return fold_weight_norm(self)
 
     def _plain(self, x, c, skip_sum):
         """The composition of the submodules, as parallel_wavegan runs it."""
@@ -133,7 +110,7 @@ class WaveNetResidualBlock(nn.Module):
         convs = [self.conv, self.conv1x1_out, self.conv1x1_skip]
         if c is not None:
             convs.append(self.conv1x1_aux)
-        weights = [_effective_weight(conv) for conv in convs]
+        weights = [effective_weight(conv) for conv in convs]
         if (self.training and self.dropout > 0) or any(w is None for w in weights):
             return self._plain(x, c, skip_sum)
         w_conv, w_out, w_skip = weights[:3]
