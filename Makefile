@@ -46,7 +46,7 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 demo: setup
-	$(PY) -m bench --quick
+	$(PY) -m fastgan.demo
 
 bench: setup
 	$(PY) -m bench

@@ -103,4 +103,3 @@ def reference_runs_eagerly(tensor: torch.Tensor, op: str) -> bool:
     per-layer calls of CPU inference. Under torch.compile the custom op always runs.
     """
     return not torch.compiler.is_compiling() and not use_triton(tensor, op)
-

@@ -3,9 +3,21 @@
 from fastgan.nn.conv_transpose import ConvTranspose1d
 from fastgan.nn.phase_shuffle import PhaseShuffle
 from fastgan.nn.pqmf import PQMF
-from fastgan.nn.stft_loss import MultiResolutionSTFTLoss, STFTLoss
 from fastgan.nn.residual_block import CausalConv1d, HiFiGANResidualBlock, ResidualStack
+from fastgan.nn.stft_loss import MultiResolutionSTFTLoss, STFTLoss
 from fastgan.nn.upsample import ConvInUpsampleNetwork, UpsampleNetwork
 from fastgan.nn.wavenet_block import WaveNetResidualBlock
 
-__all__ = ["MultiResolutionSTFTLoss", "STFTLoss", "ConvInUpsampleNetwork", "ConvTranspose1d", "UpsampleNetwork", "CausalConv1d", "HiFiGANResidualBlock", "PhaseShuffle", "PQMF", "ResidualStack", "WaveNetResidualBlock"]
+__all__ = [
+    "PQMF",
+    "CausalConv1d",
+    "ConvInUpsampleNetwork",
+    "ConvTranspose1d",
+    "HiFiGANResidualBlock",
+    "MultiResolutionSTFTLoss",
+    "PhaseShuffle",
+    "ResidualStack",
+    "STFTLoss",
+    "UpsampleNetwork",
+    "WaveNetResidualBlock",
+]
