@@ -24,8 +24,10 @@ def phase_shuffle(
     ``check_shift_range=False`` skips reading the shifts' values (a device sync on CUDA) for a
     caller that already guarantees |shift| < T, as :class:`fastgan.nn.PhaseShuffle` does.
     """
+    from fastgan.ops import phase_shuffle as op
+
     slope = None if negative_slope is None else float(negative_slope)
-    return torch.ops.fastgan.phase_shuffle(x, shifts, slope, check_shift_range)
+    return op.phase_shuffle(x, shifts, slope, check_shift_range)
 
 
 def leaky_dilated_residual(

@@ -39,9 +39,14 @@ def random_shifts(batch: int, length: int, generator=None) -> torch.Tensor:
     return torch.randint(-(length - 1), length, (batch,), generator=generator)
 
 
-def run_op(x, shifts, slope, grad_out):
+def registered_op(x, shifts, slope):
+    """The custom op itself (the functional form may run the reference directly on CPU)."""
+    return torch.ops.fastgan.phase_shuffle(x, shifts, slope, True)
+
+
+def run_op(x, shifts, slope, grad_out, entry=phase_shuffle):
     x = x.detach().clone().requires_grad_()
-    out = phase_shuffle(x, shifts, slope)
+    out = entry(x, shifts, slope)
     out.backward(grad_out)
     return out, x.grad
 
@@ -84,9 +89,10 @@ def test_fp32_bit_exact(shape, slope):
     x = torch.randn(shape)
     shifts = random_shifts(shape[0], shape[2])
     grad_out = torch.randn(shape)
-    out, grad = run_op(x, shifts, slope, grad_out)
-    assert_close(out, phase_shuffle_reference(x, shifts, slope), ELEMENTWISE)
-    assert_close(grad, phase_shuffle_backward_reference(grad_out, x, shifts, slope), ELEMENTWISE)
+    for entry in (phase_shuffle, registered_op):
+        out, grad = run_op(x, shifts, slope, grad_out, entry)
+        assert_close(out, phase_shuffle_reference(x, shifts, slope), ELEMENTWISE)
+        assert_close(grad, phase_shuffle_backward_reference(grad_out, x, shifts, slope), ELEMENTWISE)
 
 
 @pytest.mark.parametrize("slope", SLOPES)
@@ -145,8 +151,9 @@ def test_opcheck(slope):
     torch.library.opcheck(torch.ops.fastgan.phase_shuffle_backward.default, (grad_out, x.detach(), shifts, slope))
 
 
+@pytest.mark.parametrize("entry", [phase_shuffle, registered_op], ids=["functional", "op"])
 @pytest.mark.parametrize("slope", SLOPES)
-def test_double_backward_matches_reference(slope):
+def test_double_backward_matches_reference(slope, entry):
     """WGAN-GP differentiates the input gradient again: the op's double backward against autograd's
     double backward through the (gather-based) reference."""
     x = torch.randn(3, 4, 21)
@@ -160,7 +167,7 @@ def test_double_backward_matches_reference(slope):
         (grad_x.square().sum()).backward()
         return grad_x.detach(), w_.grad
 
-    grad_x, grad_w = penalty_gradient(phase_shuffle)
+    grad_x, grad_w = penalty_gradient(entry)
     expected_grad_x, expected_grad_w = penalty_gradient(phase_shuffle_reference)
     assert_close(grad_x, expected_grad_x, ELEMENTWISE)
     assert_close(grad_w, expected_grad_w, ELEMENTWISE)

@@ -102,3 +102,15 @@ def _backward_backward(ctx, grad_grad_x):
 
 
 phase_shuffle_backward_op.register_autograd(_backward_backward, setup_context=_backward_setup_context)
+
+
+def phase_shuffle(x: torch.Tensor, shifts: torch.Tensor, negative_slope: float | None, check_shifts: bool):
+    """The functional form's entry: the custom op, or — eagerly, where the reference runs anyway —
+    the reference itself after the same checks, under torch's own autograd (no custom-op dispatch,
+    and autograd's fused LeakyReLU backward)."""
+    if _backend.reference_runs_eagerly(x, OP):
+        check_inputs(x, shifts)
+        if check_shifts:
+            check_shift_range(shifts, x.shape[2])
+        return phase_shuffle_reference(x, shifts, negative_slope)
+    return phase_shuffle_op(x, shifts, negative_slope, check_shifts)

@@ -43,4 +43,5 @@ def phase_shuffle_backward_reference(
     grad_y.scatter_add_(2, index, grad_out)
     if negative_slope is None:
         return grad_y
-    return torch.where(x > 0, grad_y, grad_y * negative_slope)
+    # One pass: grad where x > 0, grad * slope elsewhere (torch's own LeakyReLU derivative).
+    return torch.ops.aten.leaky_relu_backward(grad_y, x, negative_slope, False)
