@@ -9,11 +9,13 @@ over each reference.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import statistics
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,6 +79,20 @@ def time_fn(fn: Callable[[], object], device: torch.device, min_run_time: float 
     return statistics.median(raw), quantiles[1], quantiles[7]
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence the profiler's native start/stop lines (written to fd 2 by the C++ side) around one measurement."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
     """Peak bytes allocated during one call, above what was allocated before it."""
     if device.type == "cuda":
@@ -90,7 +106,7 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     allocations = []  # (time, bytes, running total after it); the total's origin is arbitrary
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
