@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
           f"copy bandwidth {copy_gbps:.1f} GB/s (the memory ceiling; %peak is against it)")  # fmt: skip
     stem = f"{info['device'].replace(' ', '_')}-{_dt.date.today().isoformat()}"
     all_rows = []
+    path = out_dir / f"{stem}.jsonl"
     for name in args.only or benchmark_modules():
         module = importlib.import_module(f"bench.{name}")
         start = time.perf_counter()
@@ -51,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += harness.run_case(case, device, copy_gbps, info["device"])
         print(f"\n## {name} ({time.perf_counter() - start:.0f} s)")
         print(harness.format_table(rows))
+        # Appended module by module, so a run stopped by a time limit keeps what it measured.
+        path = harness.write_results(rows, info, out_dir, stem)
         all_rows += rows
-    path = harness.write_results(all_rows, info, out_dir, stem)
     plot = harness.plot_speedups(all_rows, out_dir / f"{stem}.png", f"fastgan on {info['device']}")
     print(f"\nresults appended to {path}" + (f"; plot {plot}" if plot else ""))
     return 0
