@@ -233,3 +233,73 @@ def _mel_backward(ctx, grad_mel):
 
 
 stft_mel_op.register_autograd(_mel_backward, setup_context=_setup_context)
+
+
+# The functional form's entry (fastgan.functional.stft_loss_terms): shapes, dtypes and the window, then the op.
+def _stft_rows(name: str, signal: torch.Tensor) -> torch.Tensor:
+    if not isinstance(signal, torch.Tensor) or signal.dim() not in (2, 3):
+        shape = tuple(signal.shape) if isinstance(signal, torch.Tensor) else type(signal).__name__
+        raise ValueError(f"fastgan::stft_loss: {name} must be (batch, time) or (batch, channels, time), got {shape}")
+    return signal.reshape(-1, signal.shape[-1])
+
+
+_STFT_WINDOWS: dict[tuple, torch.Tensor] = {}
+
+
+def _stft_window(window: str | torch.Tensor, win_length: int, device: torch.device) -> torch.Tensor:
+    """The window tensor; a named one is made once per (name, length, device), so the kernels'
+    window-derived DFT basis (cached per window tensor) is built once too."""
+    if isinstance(window, torch.Tensor):
+        return window
+    key = (window, win_length, device)
+    cached = None if torch.compiler.is_compiling() else _STFT_WINDOWS.get(key)
+    if cached is not None:
+        return cached
+    try:
+        tensor = getattr(torch, window)(win_length, device=device)
+    except (AttributeError, TypeError) as error:
+        raise ValueError(f"fastgan::stft_loss: unknown window {window!r} (a torch window function name)") from error
+    if not torch.compiler.is_compiling():
+        _STFT_WINDOWS[key] = tensor
+    return tensor
+
+
+def _safe_sqrt(value: torch.Tensor) -> torch.Tensor:
+    """sqrt with a zero (not NaN) gradient at 0, as torch.norm's backward gives for a zero norm."""
+    positive = value > 0
+    return torch.where(positive, torch.where(positive, value, 1.0).sqrt(), 0.0)
+
+
+def stft_loss_terms(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    fft_size: int,
+    hop_size: int,
+    win_length: int,
+    window: str | torch.Tensor,
+    eps: float,
+    mel_basis: torch.Tensor | None,
+    grad_target: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One resolution's (spectral convergence, log-magnitude L1, linear-magnitude L1); see fastgan.functional."""
+    x, y = _stft_rows("x", x), _stft_rows("y", y)
+    if x.dtype != y.dtype:  # e.g. an fp16 prediction under autocast against an fp32 target
+        common = torch.promote_types(x.dtype, y.dtype)
+        x, y = x.to(common), y.to(common)
+    if not grad_target:
+        y = y.detach()
+    window = _stft_window(window, int(win_length), x.device)
+    fft_size, hop_size = int(fft_size), int(hop_size)
+    if mel_basis is not None:
+        # The op returns both mel spectrograms (frames × n_mels each); the terms follow in fp32 (fp64 for fp64).
+        if x.dtype not in (torch.float32, torch.float64):
+            x, y = x.float(), y.float()
+        mel = torch.ops.fastgan.stft_mel(x, y, window, fft_size, hop_size, float(eps), mel_basis, bool(grad_target))
+        mx, my = mel[0], mel[1]
+        diff = my - mx
+        sc = _safe_sqrt(diff.square().sum()) / my.square().sum().sqrt()
+        return sc, (my.log() - mx.log()).abs().mean(), diff.abs().mean()
+    sums = torch.ops.fastgan.stft_loss(x, y, window, fft_size, hop_size, float(eps), None, bool(grad_target))
+    count = x.shape[0] * (fft_size // 2 + 1) * num_frames(x.shape[1], fft_size, hop_size)
+    sc = _safe_sqrt(sums[0]) / sums[1].sqrt()
+    return sc, sums[2] / count, sums[3] / count
