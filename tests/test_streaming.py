@@ -14,9 +14,9 @@ import torch
 from fastgan import StreamingVocoder
 from tests.conftest import DEVICE, INTERPRETER
 from tests.oracle import parallel_wavegan
+from tests.small_generators import MEL, small_generators
 from tests.tolerances import REDUCTION, assert_close_scaled
 
-MEL = 12
 FRAMES = 23
 CHUNKS = (1, 3, 10, 64)  # one frame at a time, uneven, the nominal 10, longer than the utterance
 
@@ -30,53 +30,7 @@ def _no_tf32():
     torch.backends.cudnn.allow_tf32 = saved
 
 
-def _models():
-    from fastgan.models import HiFiGANGenerator, MelGANGenerator, ParallelWaveGANGenerator
-
-    from fastgan.nn import PQMF
-
-    def mb_melgan():
-        g = MelGANGenerator(in_channels=MEL, out_channels=4, channels=16, upsample_scales=[2, 2])
-        g.pqmf = PQMF(subbands=4, taps=30)
-        return g
-
-    return {
-        "melgan": lambda: MelGANGenerator(in_channels=MEL, channels=16, upsample_scales=[4, 2]),
-        "melgan-odd-scales": lambda: MelGANGenerator(in_channels=MEL, channels=16, upsample_scales=[3, 5]),
-        "melgan-causal": lambda: MelGANGenerator(
-            in_channels=MEL, channels=16, upsample_scales=[4, 2], use_causal_conv=True
-        ),
-        "mb-melgan": mb_melgan,
-        "hifigan-resblock1": lambda: HiFiGANGenerator(
-            in_channels=MEL,
-            channels=16,
-            upsample_scales=[4, 2],
-            upsample_kernel_sizes=[8, 4],
-            resblock_kernel_sizes=(3, 5),
-            resblock_dilations=[(1, 3), (1, 3)],
-        ),  # fmt: skip
-        "hifigan-resblock2": lambda: HiFiGANGenerator(
-            in_channels=MEL,
-            channels=16,
-            upsample_scales=[3, 2],
-            upsample_kernel_sizes=[6, 4],
-            resblock_kernel_sizes=(3, 5),
-            resblock_dilations=[(1, 2), (2, 6)],
-            use_additional_convs=False,
-        ),  # fmt: skip
-        "pwg": lambda: ParallelWaveGANGenerator(
-            aux_channels=MEL,
-            layers=4,
-            stacks=2,
-            residual_channels=8,
-            gate_channels=16,
-            skip_channels=8,
-            upsample_params={"upsample_scales": [2, 3]},
-        ),  # fmt: skip
-    }
-
-
-MODELS = list(_models())
+MODELS = list(small_generators())
 
 
 def _whole(generator, mel, noise=None):
@@ -102,7 +56,7 @@ def _inputs(generator, frames=FRAMES):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_streamed_equals_whole(name):
-    generator = _models()[name]().to(DEVICE).eval()
+    generator = small_generators()[name]().to(DEVICE).eval()
     mel, noise = _inputs(generator)
     expected = _whole(generator, mel, noise)
     chunks = CHUNKS if not INTERPRETER else (1, 10)
@@ -115,7 +69,7 @@ def test_streamed_equals_whole(name):
 @pytest.mark.parametrize("name", ["melgan", "hifigan-resblock1", "pwg", "mb-melgan"])
 def test_lookahead_is_what_the_stream_holds_back(name):
     """After n frames, exactly n * hop - lookahead samples are out; each later chunk gives chunk * hop."""
-    generator = _models()[name]().to(DEVICE).eval()
+    generator = small_generators()[name]().to(DEVICE).eval()
     frames = 40
     mel, noise = _inputs(generator, frames)
     vocoder = StreamingVocoder(generator, chunk_frames=1, sample_rate=16000)
@@ -136,12 +90,12 @@ def test_lookahead_is_what_the_stream_holds_back(name):
 
 
 def test_causal_melgan_has_no_lookahead():
-    generator = _models()["melgan-causal"]().to(DEVICE).eval()
+    generator = small_generators()["melgan-causal"]().to(DEVICE).eval()
     assert StreamingVocoder(generator).lookahead_samples == 0
 
 
 def test_batched_stream_equals_each_item():
-    generator = _models()["hifigan-resblock1"]().to(DEVICE).eval()
+    generator = small_generators()["hifigan-resblock1"]().to(DEVICE).eval()
     g = torch.Generator(device=DEVICE).manual_seed(2)
     mel = torch.randn(2, MEL, FRAMES, generator=g, device=DEVICE)
     vocoder = StreamingVocoder(generator, chunk_frames=4)
@@ -152,7 +106,7 @@ def test_batched_stream_equals_each_item():
 
 
 def test_a_vocoder_is_reusable_after_flush():
-    generator = _models()["melgan"]().to(DEVICE).eval()
+    generator = small_generators()["melgan"]().to(DEVICE).eval()
     mel, _ = _inputs(generator)
     first, vocoder = _streamed(generator, mel, 5)
     second = torch.cat(list(vocoder.stream(mel)))
@@ -160,7 +114,7 @@ def test_a_vocoder_is_reusable_after_flush():
 
 
 def test_bad_inputs_raise_clear_errors():
-    generator = _models()["melgan"]().to(DEVICE).eval()
+    generator = small_generators()["melgan"]().to(DEVICE).eval()
     vocoder = StreamingVocoder(generator, chunk_frames=4)
     with pytest.raises(ValueError, match="nothing was pushed"):
         vocoder.flush()
@@ -178,7 +132,7 @@ def test_bad_inputs_raise_clear_errors():
 def test_static_state_step_equals_eager(name):
     """The step a CUDA graph records (static state read, new state copied back in place), run eagerly:
     steady-state chunks take it, and the stream is unchanged across utterances."""
-    generator = _models()[name]().to(DEVICE).eval()
+    generator = small_generators()[name]().to(DEVICE).eval()
     frames = 50
     mel, noise = _inputs(generator, frames)
     eager, vocoder = _streamed(generator, mel, 5, noise)
@@ -200,7 +154,7 @@ def test_static_state_step_equals_eager(name):
 @pytest.mark.skipif(DEVICE.type != "cuda", reason="CUDA graphs need a CUDA device (FASTGAN_TEST_DEVICE=cuda)")
 @pytest.mark.parametrize("name", ["melgan", "hifigan-resblock1", "pwg"])
 def test_cuda_graph_step_equals_eager(name):
-    generator = _models()[name]().to(DEVICE).eval()
+    generator = small_generators()[name]().to(DEVICE).eval()
     frames = 60
     mel, noise = _inputs(generator, frames)
     eager, vocoder = _streamed(generator, mel, 5, noise)
