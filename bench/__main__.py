@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     info["copy_gbps"] = round(copy_gbps, 1)
     print(f"# device: {info['device']}  torch {info['torch']}  triton {info['triton']}  "
           f"copy bandwidth {copy_gbps:.1f} GB/s (the memory ceiling; %peak is against it)")  # fmt: skip
+    if harness.tensor_peak_tflops(info["device"], torch.float32) is None:
+        matmul = harness.measure_matmul_tflops(device, torch.float32)
+        info["matmul_tflops_fp32"] = round(matmul, 4)
+        print(f"# no datasheet peak for this device: the compute ceiling is a measured fp32 matmul, "
+              f"{matmul * 1e3:.1f} GFLOP/s at {torch.get_num_threads()} thread(s)")  # fmt: skip
     stem = f"{info['device'].replace(' ', '_')}-{_dt.date.today().isoformat()}"
     all_rows = []
     path = out_dir / f"{stem}.jsonl"

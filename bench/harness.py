@@ -167,6 +167,27 @@ def tensor_peak_tflops(device_name: str, dtype: torch.dtype) -> float | None:
     return None
 
 
+_MEASURED_MATMUL_TFLOPS: dict[tuple[str, torch.dtype, int], float] = {}
+
+
+def measure_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Achieved TFLOP/s of a large dense matmul in ``dtype`` at the current thread count: the compute ceiling
+    where no datasheet peak is listed (every CPU). Measured once per (device, dtype, threads)."""
+    key = (str(device), dtype, torch.get_num_threads())
+    if key not in _MEASURED_MATMUL_TFLOPS:
+        m, k, n = (4096, 4096, 4096) if device.type == "cuda" else (1024, 1024, 4096)
+        a = torch.randn(m, k, device=device).to(dtype)
+        b = torch.randn(k, n, device=device).to(dtype)
+        median_ms, _, _ = time_fn(lambda: a @ b, device)
+        _MEASURED_MATMUL_TFLOPS[key] = 2 * m * k * n / (median_ms * 1e-3) / 1e12
+    return _MEASURED_MATMUL_TFLOPS[key]
+
+
+def compute_ceiling_tflops(device: torch.device, device_name: str, dtype: torch.dtype) -> float:
+    """The datasheet tensor-core peak where listed, else the measured large-matmul rate."""
+    return tensor_peak_tflops(device_name, dtype) or measure_matmul_tflops(device, dtype)
+
+
 def run_case(case: Case, device: torch.device, copy_gbps: float, device_name: str) -> list[Row]:
     rows = []
     for impl, fn in case.impls.items():
@@ -179,8 +200,8 @@ def run_case(case: Case, device: torch.device, copy_gbps: float, device_name: st
         row.tflops = case.flops / seconds / 1e12 if case.flops else 0.0
         # Whichever ceiling the case is nearer to bounds it.
         memory_fraction = row.gbps / copy_gbps if copy_gbps else 0.0
-        tensor_peak = tensor_peak_tflops(device_name, case.dtype)
-        compute_fraction = row.tflops / tensor_peak if tensor_peak and row.tflops else 0.0
+        compute_peak = compute_ceiling_tflops(device, device_name, case.dtype) if row.tflops else 0.0
+        compute_fraction = row.tflops / compute_peak if compute_peak else 0.0
         if compute_fraction > memory_fraction:
             row.bound, row.fraction_of_peak = "compute", compute_fraction
         else:

@@ -94,15 +94,19 @@ def _count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
-def _inference_cases(quick: bool, device) -> list[Case]:
+def _inference_cases(
+    quick: bool, device, seconds: float | None = None, batches: list[int] | None = None, names: list[str] | None = None
+) -> list[Case]:
     from fastgan.nn import PQMF
 
     cases = []
-    seconds = 0.1 if quick else 2.0
-    batches = [1] if quick else [1, 16]
+    seconds = seconds or (0.1 if quick else 2.0)
+    batches = batches or ([1] if quick else [1, 16])
     dtypes = [torch.float32] if device.type == "cpu" else [torch.float32, torch.bfloat16]
     pqmf_cls = getattr(_parallel_wavegan("layers"), "PQMF", None)
     for name, (cls_name, spec, hop, *_rest) in GENERATORS.items():
+        if names and name not in names:
+            continue
         for dtype in dtypes:
             ours, theirs = _pair(cls_name, _kwargs(spec), device, dtype)
             for model in (ours, theirs):
@@ -239,12 +243,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", default=None, help="substring of the case names to run")
+    parser.add_argument("--models", nargs="+", choices=list(GENERATORS), help="generators to run (default: all)")
+    parser.add_argument("--seconds", type=float, default=None, help="audio per inference case (default 2.0)")
+    parser.add_argument("--batch", type=int, nargs="+", default=None, help="inference batch sizes (default 1 16)")
+    parser.add_argument("--inference-only", action="store_true", help="skip the training-step cases")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     info = harness.device_info(device)
-    print(f"# {info['device']}  torch {info['torch']}")
+    print(f"# {info['device']}  torch {info['torch']}  threads {torch.get_num_threads()}")
+    if harness.tensor_peak_tflops(info["device"], torch.float32) is None:
+        print(
+            f"# compute ceiling: measured fp32 matmul {harness.measure_matmul_tflops(device, torch.float32) * 1e3:.1f} GFLOP/s"
+        )
     rows = []
-    for case in cases(args.quick, device):
+    selected = _inference_cases(args.quick, device, args.seconds, args.batch, args.models)
+    if not args.inference_only:
+        selected += [
+            c for c in _training_cases(args.quick, device) if not args.models or c.name.split()[0] in args.models
+        ]
+    for case in selected:
         if args.only and args.only not in case.name:
             continue
         case_rows = harness.run_case(case, device, 0.0, info["device"])
@@ -257,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
                 audio = batch * seconds / (row.median_ms * 1e-3)
                 extra = f"{audio * SAMPLE_RATE / 1e3:9.1f} kHz/s {audio:7.1f}x real time"
             speedups = ", ".join(f"{v:.2f}x vs {k}" for k, v in row.speedup.items())
+            rate = f"{row.tflops * 1e3:8.1f} GFLOP/s ({100 * row.fraction_of_peak:4.1f}% of {row.bound} peak)"
             print(
-                f"{case.name:<34} {row.mode:<7} {row.dtype:<8} {row.impl:<16} {row.median_ms:10.2f} ms {extra} {speedups}"
+                f"{case.name:<34} {row.mode:<7} {row.dtype:<8} {row.impl:<16} {row.median_ms:10.2f} ms {extra} "
+                f"{rate} {speedups}"
             )
             sys.stdout.flush()
     return 0
