@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fastgan-setup
 TORCH_CPU := torch==2.13.0
 LOGS := $(VENV)/logs
 
-.PHONY: setup test test-fallback test-interpreter test-aot lint demo bench gpu-check clean
+.PHONY: setup test test-fallback test-interpreter test-aot lint demo bench gpu-check gpu-wheels clean
 
 setup: $(STAMP)
 
@@ -52,8 +52,12 @@ bench: setup
 	$(PY) -m bench
 
 # On a CUDA machine: install over its own torch/triton, test natively, benchmark; results into $OUT.
+# Run `make gpu-wheels` here first and carry .whl, so the parallel_wavegan/auraloss comparisons run there too.
 gpu-check:
 	bash bench/gpu_check.sh
+
+gpu-wheels: setup
+	bash bench/gpu_wheels.sh
 
 # Rebuild the bundled speech corpus in data/corpus (needs network for pip download, and espeak-ng).
 corpus: setup

@@ -10,6 +10,14 @@ PYTHON="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 FASTGAN_BACKEND=auto
 
 start=$(date +%s)
+# The comparison packages the image lacks (parallel_wavegan, librosa, auraloss), carried as wheels by `make gpu-wheels`.
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    >"$OUT/wheels.log" 2>&1 && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}" \
+    || echo "carried wheels failed to install (see $OUT/wheels.log): the references they provide are skipped"
+else
+  echo "no .whl/ carried: parallel_wavegan/auraloss comparisons are skipped (run make gpu-wheels here, carry .whl)"
+fi
 "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 \
   || { echo "install failed: see $OUT/install.log"; tail -20 "$OUT/install.log"; exit 1; }
 { "$PYTHON" -m fastgan info; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv; } \
