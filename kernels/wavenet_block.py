@@ -42,13 +42,20 @@ from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec
 from fastgan import _backend
 
 SQRT_HALF = math.sqrt(0.5)
-# Output-channel block (H, R, S all <= CH) -> (time tile, warps). Two CH x BLOCK_T fp32
-# accumulators (the gate halves) stay on chip: 8192 values per program. One block only, sized
-# for Parallel WaveGAN's 64/128/64 (generator and discriminators): every listed block multiplies
-# the sm_90 compile check; larger channel counts take the reference (cuDNN on a GPU).
-CHANNEL_BLOCKS = {64: (64, 8)}
-# fp32 tiles take twice the registers of half-precision ones (3xTF32 dots): half the time tile.
-FP32_BLOCK_T = 32
+# Output-channel block (H, R, S all <= CH) -> (half-precision time tile, fp32 time tile, warps).
+# Two CH x BLOCK_T fp32 accumulators (the gate halves) stay on chip, plus two CH x BLOCK_K weight
+# operands per dot step. The time tile shrinks as CH grows so each block keeps the same register
+# budget: 2 x CH x BLOCK_T = 8192 accumulator values per program in fp16/bf16, 4096 in fp32 (its
+# 3xTF32 dots take twice the registers per value). 64 covers Parallel WaveGAN's 64/128/64
+# (generator and discriminators); 128 the larger PWG/WaveNet vocoders' 128/256/128 and anything
+# between 65 and 128 (tl.arange needs a power of two). sm_90 (tests/aot_compile.py): every listed
+# configuration compiles with no spills; the fp32 gate kernels use all 255 registers at both sizes,
+# the half-precision backward gate kernel 252 at CH=128. Beyond 128 nothing is listed: CH=256 would
+# need an fp32 time tile of 8 (tl.dot needs >= 16) and would double the weight operands again; it
+# would take splitting the gate rows over programs, which this design (the whole gate of a time
+# tile on chip) does not do. Wider blocks take the reference (cuDNN on a GPU). Every listed block
+# multiplies the sm_90 compile check.
+CHANNEL_BLOCKS = {64: (64, 32, 8), 128: (32, 16, 8)}
 BLOCK_K = 32  # input-channel chunk of every implicit GEMM (and the 1x1 convs' output chunk)
 # Weight-gradient GEMM tiles and the number of (example, time) chunks it splits the sum into.
 WG_BLOCK_M, WG_BLOCK_N, WG_BLOCK_T, WG_WARPS = 64, 64, 32, 8
@@ -325,15 +332,18 @@ def _wavenet_block_weight_grad_kernel(
 def channel_block(half: int, residual: int, skip: int) -> int:
     """The CH constexpr: the smallest listed block holding H, R and S."""
     need = max(half, residual, skip)
-    for ch in CHANNEL_BLOCKS:
+    for ch in sorted(CHANNEL_BLOCKS):
         if need <= ch:
             return ch
-    raise ValueError(f"fastgan::wavenet_block: kernels hold at most {max(CHANNEL_BLOCKS)} channels, need {need}")
+    raise ValueError(
+        f"fastgan::wavenet_block: the kernels hold at most {max(CHANNEL_BLOCKS)} channels per dimension "
+        f"(gate_channels // 2, residual, skip), need {need}"
+    )
 
 
 def _tile(ch: int, dtype: torch.dtype) -> tuple[int, int]:
-    block_t, warps = CHANNEL_BLOCKS[ch]
-    return (FP32_BLOCK_T if dtype == torch.float32 else block_t), warps
+    block_t, fp32_block_t, warps = CHANNEL_BLOCKS[ch]
+    return (fp32_block_t if dtype == torch.float32 else block_t), warps
 
 
 def _dot_f32(dtype: torch.dtype, device: torch.device) -> bool:

@@ -127,6 +127,11 @@ CASES = [
     (1, 10, 18, 6, 3, 3, 27, False, 61),
     (1, 9, 22, 12, 4, 5, 27, True, 40),
     (1, 64, 128, 64, 80, 3, 8, False, 35),  # PWG's sizes
+    # Over 64 channels: the kernels' 128-channel block (a shorter time tile), padded rows masked.
+    (1, 72, 144, 80, 20, 3, 2, False, 37),
+    (2, 72, 144, 80, 0, 5, 3, True, 23),
+    (1, 20, 36, 100, 7, 3, 5, True, 29),  # only the skip channels over 64
+    (1, 40, 256, 24, 9, 3, 4, True, 21),  # H = 128 exactly, the block's edge
 ]
 
 
@@ -141,9 +146,17 @@ def test_half_precision(dtype, causal):
     check_case(2, 12, 24, 10, 6, 3, 2, causal, 41, dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_over_64_channels(dtype):
+    """The 128-channel block's half-precision time tile (32, vs fp32's 16)."""
+    check_case(1, 72, 144, 80, 20, 3, 2, dtype == torch.bfloat16, 45, dtype=dtype, with_skip_sum=True)
+
+
 def test_no_bias_and_skip_sum():
     check_case(1, 8, 16, 8, 5, 3, 4, False, 29, bias=False, with_skip_sum=True)
     check_case(2, 8, 16, 8, 0, 5, 1, True, 23, with_skip_sum=True)
+    check_case(1, 72, 144, 80, 20, 3, 2, True, 33, with_skip_sum=True)
+    check_case(1, 72, 144, 80, 0, 3, 3, False, 27, bias=False, with_skip_sum=True)
 
 
 def test_length_one_and_shorter_than_dilation():
@@ -296,6 +309,17 @@ PWG_CONFIGS = [
         dilation=27,
         bias=False,
     ),  # fmt: skip
+    # over 64 channels (the kernels' 128-channel block), causal and not
+    dict(kernel_size=3, residual_channels=72, gate_channels=144, skip_channels=80, aux_channels=20, dilation=5),
+    dict(
+        kernel_size=5,
+        residual_channels=80,
+        gate_channels=132,
+        skip_channels=72,
+        aux_channels=0,
+        dilation=2,
+        use_causal_conv=True,
+    ),  # fmt: skip
 ]
 
 
@@ -344,7 +368,8 @@ def compare_modules(pwg, ours, config, batch=2, length=29, atol=3e-5, with_c=Tru
 def test_module_against_parallel_wavegan(config):
     pwg, ours = pwg_pair(config)
     assert pwg.state_dict().keys() == ours.state_dict().keys()
-    compare_modules(pwg, ours, config)
+    # batch 1 for the blocks over 64 channels: fewer interpreter programs, and a batch-1 case
+    compare_modules(pwg, ours, config, batch=1 if config["residual_channels"] > 64 else 2)
 
 
 def test_module_without_c_skips_the_aux_conv():
@@ -466,8 +491,30 @@ class TestBadInput:
     def test_forced_triton_with_too_many_channels(self):
         fastgan._backend.set_backend("triton")
         try:
-            p = make_params(8, 2 * 66, 8, 0, 3)
-            with pytest.raises(fastgan._backend.BackendUnavailableError, match="at most 64 channels"):
+            p = make_params(8, 2 * 130, 8, 0, 3)
+            with pytest.raises(
+                fastgan._backend.BackendUnavailableError,
+                match=r"at most 128 channels per dimension .*got gate_channels // 2=130",
+            ):
                 wavenet_block(torch.randn(1, 8, 10), None, p["w_conv"], None, None, p["w_out"], None, p["w_skip"], None)
+            p = make_params(129, 16, 8, 0, 3)
+            with pytest.raises(fastgan._backend.BackendUnavailableError, match="got residual_channels=129"):
+                wavenet_block(torch.randn(1, 129, 10), None, p["w_conv"], None, None, p["w_out"], None, p["w_skip"], None)  # fmt: skip
         finally:
             fastgan._backend.set_backend(None)
+
+    def test_wider_than_the_kernels_takes_the_reference(self):
+        """Over 128 channels the default backend runs the reference (the op still answers)."""
+        check_case(1, 8, 2 * 130, 6, 0, 3, 1, False, 9)
+
+    @pytest.mark.skipif(not KERNELS_RUN, reason="the kernel module's channel blocks; this pass does not run kernels")
+    def test_op_limit_matches_the_kernel_blocks(self):
+        from fastgan.kernels import wavenet_block as kernels
+
+        from fastgan.ops.wavenet_block import KERNEL_MAX_CHANNELS
+
+        assert max(kernels.CHANNEL_BLOCKS) == KERNEL_MAX_CHANNELS
+        assert kernels.channel_block(65, 3, 3) == kernels.channel_block(128, 128, 128) == 128
+        assert kernels.channel_block(64, 64, 64) == 64
+        with pytest.raises(ValueError, match="at most 128 channels per dimension"):
+            kernels.channel_block(3, 129, 3)

@@ -22,8 +22,10 @@ from fastgan.references.wavenet_block import wavenet_block_backward_reference, w
 OP = "wavenet_block"
 GRAD_NAMES = ("x", "c", "w_conv", "b_conv", "w_aux", "w_out", "b_out", "w_skip", "b_skip")
 # The fused kernels keep every output-channel dimension of a tile on chip: H (gate_channels / 2),
-# R (residual) and S (skip) up to this; larger blocks take the reference.
-KERNEL_MAX_CHANNELS = 64
+# R (residual) and S (skip) up to this (max(CHANNEL_BLOCKS) in kernels/wavenet_block.py: blocks of
+# 64 and 128 channels, e.g. PWG's 64/128/64 and the larger 128/256/128); larger blocks take the
+# reference (cuDNN on a GPU), or raise under FASTGAN_BACKEND=triton.
+KERNEL_MAX_CHANNELS = 128
 
 
 def _kernels():
@@ -97,11 +99,17 @@ def check_inputs(x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip, skip
 
 
 def kernel_supports(w_conv: torch.Tensor, w_out: torch.Tensor, w_skip: torch.Tensor) -> str | None:
-    """Why the fused kernels cannot run these channel counts, or None if they can."""
+    """Why the fused kernels cannot run these channel counts, or None if they can: each of
+    gate_channels // 2, residual_channels and skip_channels must be at most KERNEL_MAX_CHANNELS
+    (128); the aux channel count and the kernel size are not limited (they are loop bounds)."""
     sizes = {"gate_channels // 2": w_conv.shape[0] // 2, "residual_channels": w_out.shape[0], "skip_channels": w_skip.shape[0]}  # fmt: skip
     too_big = [f"{name}={size}" for name, size in sizes.items() if size > KERNEL_MAX_CHANNELS]
     if too_big:
-        return f"the fused kernels hold at most {KERNEL_MAX_CHANNELS} channels per dimension, got {', '.join(too_big)}"
+        return (
+            f"the fused kernels hold at most {KERNEL_MAX_CHANNELS} channels per dimension (gate_channels // 2, "
+            f"residual_channels, skip_channels), got {', '.join(too_big)}; without FASTGAN_BACKEND=triton such "
+            "blocks run the reference"
+        )
     return None
 
 
