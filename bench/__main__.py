@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import importlib
 import pkgutil
@@ -26,12 +27,39 @@ def benchmark_modules() -> list[str]:
     )
 
 
+def _select_impls(case: harness.Case, skip_compiled: bool, compiled_only: bool) -> harness.Case | None:
+    """The case with its torch.compile references dropped or kept alone (beside fastgan); None if nothing is left."""
+    if not (skip_compiled or compiled_only):
+        return case
+    impls = {
+        impl: fn
+        for impl, fn in case.impls.items()
+        if impl == "fastgan" or impl.startswith("torch.compile") != skip_compiled
+    }
+    if compiled_only and len(impls) < 2:
+        return None
+    return dataclasses.replace(case, impls=impls)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="CPU-demo sizes, no torch.compile references")
     parser.add_argument("--only", action="append", default=[], help="benchmark module(s) to run (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default $OUT or bench/out)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--skip-compiled",
+        action="store_true",
+        help="leave out the torch.compile references (their compilation dominates a short GPU lease)",
+    )
+    which.add_argument("--compiled-only", action="store_true", help="fastgan and the torch.compile references only")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds: start no new case after this (what was measured is kept)",
+    )
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -49,12 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"{info['device'].replace(' ', '_')}-{_dt.date.today().isoformat()}"
     all_rows = []
     path = out_dir / f"{stem}.jsonl"
+    run_start = time.perf_counter()
     for name in args.only or benchmark_modules():
+        if args.time_budget is not None and time.perf_counter() - run_start > args.time_budget:
+            print(f"\n## {name}: not run, the {args.time_budget:.0f} s budget is spent")
+            continue
         module = importlib.import_module(f"bench.{name}")
         start = time.perf_counter()
         rows = []
         for case in module.cases(args.quick, device):
-            rows += harness.run_case(case, device, copy_gbps, info["device"])
+            if args.time_budget is not None and time.perf_counter() - run_start > args.time_budget:
+                print(f"# {name}: {case.name} {case.mode} not run, the {args.time_budget:.0f} s budget is spent")
+                continue
+            case = _select_impls(case, args.skip_compiled, args.compiled_only)
+            if case is not None:
+                rows += harness.run_case(case, device, copy_gbps, info["device"])
         print(f"\n## {name} ({time.perf_counter() - start:.0f} s)")
         print(harness.format_table(rows))
         # Appended module by module, so a run stopped by a time limit keeps what it measured.
