@@ -85,13 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"bench.{name}")
         start = time.perf_counter()
         rows = []
+        not_run = []
         for case in module.cases(args.quick, device):
             if args.time_budget is not None and time.perf_counter() - run_start > args.time_budget:
-                print(f"# {name}: {case.name} {case.mode} not run, the {args.time_budget:.0f} s budget is spent")
+                not_run.append(f"{case.name} {case.mode}")
                 continue
             case = _select_impls(case, args.skip_compiled, args.compiled_only)
             if case is not None:
                 rows += harness.run_case(case, device, copy_gbps, info["device"])
+        if not_run:
+            print(f"# {name}: {len(not_run)} case(s) not run, the {args.time_budget:.0f} s budget is spent: "
+                  + "; ".join(not_run))  # fmt: skip
         print(f"\n## {name} ({time.perf_counter() - start:.0f} s)")
         print(harness.format_table(rows))
         # Appended module by module, so a run stopped by a time limit keeps what it measured.
