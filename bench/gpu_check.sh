@@ -26,9 +26,12 @@ fi
 { "$PYTHON" -m fastgan info; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv; } \
   2>&1 | tee "$OUT/info.txt"
 
-# The suite on CUDA tensors: every op runs its compiled kernel, bf16 included.
-FASTGAN_TEST_DEVICE=cuda timeout "${GPU_TEST_TIMEOUT:-120}" "$PYTHON" -m pytest -q -p no:cacheprovider \
-  -m "not reference" tests 2>&1 | tee "$OUT/tests.log"
+# The suite on CUDA tensors: every op runs its compiled kernel, bf16 included. A fresh machine has no Triton cache
+# and ~200 kernel configurations to JIT-compile, so the tests run in parallel workers (pytest-xdist is in the image).
+workers=()
+"$PYTHON" -c "import xdist" 2>/dev/null && workers=(-n "${GPU_TEST_WORKERS:-8}")
+FASTGAN_TEST_DEVICE=cuda timeout "${GPU_TEST_TIMEOUT:-120}" "$PYTHON" -m pytest -q -p no:cacheprovider "${workers[@]}" \
+  --durations=10 -m "not reference" tests 2>&1 | tee "$OUT/tests.log"
 test_status=${PIPESTATUS[0]}
 
 # Benchmarks, the hot paths with targets first. Phase 1: fastgan against the eager and oracle references (no
