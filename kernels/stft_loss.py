@@ -12,7 +12,7 @@ TF32 tensor-core passes, ≈ fp32 accuracy; one TF32 pass's 10-bit mantissa woul
 parity this loss promises) that is 3 × 47 GFLOP of TF32 work: ~0.3 ms at the H100's 494 dense
 TF32 TFLOP/s, ~0.6 ms at a realistic 50 %.
 The cuFFT route does almost no arithmetic but must write windowed frames (frames × N fp32) and
-the complex spectrum (frames × (N/2+1) × 8 B) and read both back: ≈ 230 MB per forward at these
+the complex spectrum (frames × (N//2+1) × 8 B) and read both back: ≈ 230 MB per forward at these
 sizes (~80 µs at 3 TB/s), as much again in the backward, plus ~5 launches per resolution and
 pass. By time the two are within a small factor of each other, cuFFT likely ahead; the GEMM
 route is taken for memory and fusion: its forward writes 16 bytes per program and holds nothing
@@ -26,9 +26,13 @@ Layout
 The window is folded into the basis (``basis[0] = w[n] cos``, ``basis[1] = w[n] sin``), whose rows
 are only the window's non-zero support (win_length rows of the n_fft-sample frame), so frames are
 read straight from the signal -- reflect padding by index arithmetic, no unfold copy -- and no
-FLOP is spent on the zero padding. For an even n_fft the Nyquist bin's cosine replaces the DC
-bin's (identically zero) sine, so N/2 columns carry all N/2 + 1 bins: column 0 holds DC in its
-real part and Nyquist in its imaginary part.
+FLOP is spent on the zero padding. The N // 2 + 1 bins of a real N-point frame carry N real
+numbers (DC and, for an even N, Nyquist are real), packed into ceil(N / 2) columns of a cos and a
+sin part. For an even N the Nyquist bin's cosine replaces the DC bin's (identically zero) sine, so
+N/2 columns carry all N/2 + 1 bins: column 0 holds DC in its real part and Nyquist in its
+imaginary part (``HAS_NYQUIST``). An odd N has no Nyquist bin: (N + 1) / 2 columns, one per bin,
+and column 0's sine stays zero (not a bin: ``HAS_NYQUIST=False`` leaves it out of the sums and
+the gradients; the mel forward needs no flag, its Nyquist filterbank column is then zero).
 
 Forward: program (frame block, bin block) computes both signals' spectra tile, their magnitudes
 and the four loss sums of the tile, and writes 4 fp32 partial sums; a second stage sums the
@@ -136,7 +140,8 @@ def _sum_terms(px, py, valid, eps):
 def _stft_loss_forward_kernel(
     x_ptr, y_ptr, basis_ptr, partial_ptr, total_frames, length, n_frames, hop, offset0, win_length, f_pad,
     half_bins, eps, stride_xr, stride_xt, stride_yr, stride_yt,
-    BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_NYQUIST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     pid_f = tl.program_id(1)
@@ -146,17 +151,19 @@ def _stft_loss_forward_kernel(
         stride_xr, stride_xt, stride_yr, stride_yt, BLOCK_M, BLOCK_F, BLOCK_K, PRECISION,
     )  # fmt: skip
     is_dc = (cols == 0)[None, :]
-    # Column 0 packs DC (real part) and Nyquist (imaginary part); every other column is one bin.
+    # Column 0 packs DC (real part) and, for an even n_fft, Nyquist (imaginary part); every other column is one bin.
     px = tl.where(is_dc, xr * xr, xr * xr + xi * xi)
     py = tl.where(is_dc, yr * yr, yr * yr + yi * yi)
     valid = m_ok[:, None] & (cols < half_bins)[None, :]
     s0, s1, s2, s3 = _sum_terms(px, py, valid, eps)
-    n0, n1, n2, n3 = _sum_terms(xi * xi, yi * yi, valid & is_dc, eps)
+    if HAS_NYQUIST:
+        n0, n1, n2, n3 = _sum_terms(xi * xi, yi * yi, valid & is_dc, eps)
+        s0, s1, s2, s3 = s0 + n0, s1 + n1, s2 + n2, s3 + n3
     out = partial_ptr + (pid_m * tl.num_programs(1) + pid_f) * 4
-    tl.store(out + 0, s0 + n0)
-    tl.store(out + 1, s1 + n1)
-    tl.store(out + 2, s2 + n2)
-    tl.store(out + 3, s3 + n3)
+    tl.store(out + 0, s0)
+    tl.store(out + 1, s1)
+    tl.store(out + 2, s2)
+    tl.store(out + 3, s3)
 
 
 @triton.jit
@@ -183,8 +190,8 @@ def _power_grads(px, py, g0, g1, g2, g3, eps):
 def _stft_loss_spectrum_grad_kernel(
     x_ptr, y_ptr, basis_ptr, grad_sums_ptr, spec_grad_ptr, target_grad_ptr, total_frames, length, n_frames, hop, offset0,
     win_length, f_pad, half_bins, eps, stride_xr, stride_xt, stride_yr, stride_yt,
-    GRAD_TARGET: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_K: tl.constexpr,
-    PRECISION: tl.constexpr,
+    GRAD_TARGET: tl.constexpr, HAS_NYQUIST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr,
+    BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     pid_f = tl.program_id(1)
@@ -201,17 +208,21 @@ def _stft_loss_spectrum_grad_kernel(
     px = tl.where(is_dc, xr * xr, xr * xr + xi * xi)
     py = tl.where(is_dc, yr * yr, yr * yr + yi * yi)
     cx, cy = _power_grads(px, py, g0, g1, g2, g3, eps)
-    nx, ny = _power_grads(xi * xi, yi * yi, g0, g1, g2, g3, eps)  # the Nyquist bin, used in column 0
+    if HAS_NYQUIST:  # the Nyquist bin, in column 0's imaginary part
+        nx, ny = _power_grads(xi * xi, yi * yi, g0, g1, g2, g3, eps)
+        cx_im, cy_im = tl.where(is_dc, nx, cx), tl.where(is_dc, ny, cy)
+    else:  # column 0's imaginary part is no bin (its sine is zero): no gradient
+        cx_im, cy_im = tl.where(is_dc, 0.0, cx), tl.where(is_dc, 0.0, cy)
     live = (cols < half_bins)[None, :]
     zero = tl.zeros_like(cx)
     m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offsets = m[:, None].to(tl.int64) * (2 * f_pad) + cols[None, :]
     mask = m_ok[:, None] & (cols < f_pad)[None, :]
     tl.store(spec_grad_ptr + offsets, tl.where(live, cx * xr, zero), mask=mask)
-    tl.store(spec_grad_ptr + offsets + f_pad, tl.where(live, tl.where(is_dc, nx, cx) * xi, zero), mask=mask)
+    tl.store(spec_grad_ptr + offsets + f_pad, tl.where(live, cx_im * xi, zero), mask=mask)
     if GRAD_TARGET:
         tl.store(target_grad_ptr + offsets, tl.where(live, cy * yr, zero), mask=mask)
-        tl.store(target_grad_ptr + offsets + f_pad, tl.where(live, tl.where(is_dc, ny, cy) * yi, zero), mask=mask)
+        tl.store(target_grad_ptr + offsets + f_pad, tl.where(live, cy_im * yi, zero), mask=mask)
 
 
 @triton.jit
@@ -281,7 +292,11 @@ def _stft_mel_forward_kernel(
     PRECISION: tl.constexpr,
 ):  # fmt: skip
     """Mel magnitudes of BLOCK_M frames of both signals: every bin block in turn, magnitudes · fb^T
-    accumulated in registers; only frames × n_mels is written."""
+    accumulated in registers; only frames × n_mels is written.
+
+    No HAS_NYQUIST flag: for an odd n_fft the Nyquist column of fb is zero (packed_mel_basis), so the
+    Nyquist term adds sqrt(max(0, eps)) · 0 = 0 exactly. (A flag would cost no accuracy but its odd
+    variant spills on sm_90 at BLOCK_MEL 32 and 64.)"""
     pid_m = tl.program_id(0)
     eps = tl.cast(eps, tl.float32)
     mels = tl.arange(0, BLOCK_MEL)
@@ -339,8 +354,8 @@ def _stft_mel_spectrum_grad_kernel(
     x_ptr, y_ptr, basis_ptr, fbt_ptr, fb_nyquist_ptr, grad_mel_ptr, spec_grad_ptr, target_grad_ptr, total_frames,
     length, n_frames, hop, offset0, win_length, f_pad, half_bins, n_mels, eps,
     stride_xr, stride_xt, stride_yr, stride_yt,
-    GRAD_TARGET: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr, BLOCK_K: tl.constexpr,
-    BLOCK_MEL: tl.constexpr, PRECISION: tl.constexpr,
+    GRAD_TARGET: tl.constexpr, HAS_NYQUIST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_MEL: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     pid_f = tl.program_id(1)
@@ -366,15 +381,20 @@ def _stft_mel_spectrum_grad_kernel(
     offsets = m[:, None].to(tl.int64) * (2 * f_pad) + cols[None, :]
     mask = m_ok[:, None] & (cols < f_pad)[None, :]
     coef = _mag_coef(tl.where(is_dc, xr * xr, xr * xr + xi * xi), grad_mag_x, eps)
-    coef_nyquist = _mag_coef(xi * xi, grad_nyquist_x[:, None], eps)
+    if HAS_NYQUIST:  # column 0's imaginary part is the Nyquist bin
+        coef_im = tl.where(is_dc, _mag_coef(xi * xi, grad_nyquist_x[:, None], eps), coef)
+    else:  # no bin there (its sine is zero)
+        coef_im = tl.where(is_dc, 0.0, coef)
     tl.store(spec_grad_ptr + offsets, tl.where(live, coef * xr, 0.0), mask=mask)
-    tl.store(spec_grad_ptr + offsets + f_pad, tl.where(live, tl.where(is_dc, coef_nyquist, coef) * xi, 0.0), mask=mask)
+    tl.store(spec_grad_ptr + offsets + f_pad, tl.where(live, coef_im * xi, 0.0), mask=mask)
     if GRAD_TARGET:
         coef = _mag_coef(tl.where(is_dc, yr * yr, yr * yr + yi * yi), grad_mag_y, eps)
-        coef_nyquist = _mag_coef(yi * yi, grad_nyquist_y[:, None], eps)
+        if HAS_NYQUIST:
+            coef_im = tl.where(is_dc, _mag_coef(yi * yi, grad_nyquist_y[:, None], eps), coef)
+        else:
+            coef_im = tl.where(is_dc, 0.0, coef)
         tl.store(target_grad_ptr + offsets, tl.where(live, coef * yr, 0.0), mask=mask)
-        tl.store(target_grad_ptr + offsets + f_pad, tl.where(live, tl.where(is_dc, coef_nyquist, coef) * yi, 0.0),
-                 mask=mask)  # fmt: skip
+        tl.store(target_grad_ptr + offsets + f_pad, tl.where(live, coef_im * yi, 0.0), mask=mask)
 
 
 # Derived tables, cached per source tensor *object* (a module's window or mel buffer) and its version:
@@ -453,7 +473,8 @@ def _stft_fft_spectrum_grad_kernel(
     spec_ptr, grad_sums_ptr, spec_grad_ptr, total_frames, n_bins, n_fft, eps,
     GRAD_TARGET: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr,
 ):  # fmt: skip
-    """Z such that irfft(Z, n_fft) is d(loss)/d(windowed frame): N · G_k, halved for 0 < k < N/2."""
+    """Z such that irfft(Z, n_fft) is d(loss)/d(windowed frame): N · G_k, halved for 0 < k < N/2 (every bin but
+    DC and, for an even N, Nyquist)."""
     pid_m = tl.program_id(0)
     pid_f = tl.program_id(1)
     eps = tl.cast(eps, tl.float32)
@@ -471,7 +492,7 @@ def _stft_fft_spectrum_grad_kernel(
     yr = tl.load(spec_ptr + target + offsets, mask=valid, other=0.0)
     yi = tl.load(spec_ptr + target + offsets + 1, mask=valid, other=0.0)
     cx, cy = _power_grads(xr * xr + xi * xi, yr * yr + yi * yi, g0, g1, g2, g3, eps)
-    scale = tl.where((k > 0) & (k < n_fft // 2), 0.5, 1.0)[None, :] * tl.cast(n_fft, tl.float32)
+    scale = tl.where((k > 0) & (2 * k < n_fft), 0.5, 1.0)[None, :] * tl.cast(n_fft, tl.float32)
     tl.store(spec_grad_ptr + offsets, cx * scale * xr, mask=valid)
     tl.store(spec_grad_ptr + offsets + 1, cx * scale * xi, mask=valid)
     if GRAD_TARGET:
@@ -483,14 +504,20 @@ _BASIS_CACHE: dict[tuple, tuple] = {}
 
 
 def dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
-    """(2, K_pad, F_pad) fp32: window-folded cos and sin (Nyquist cos in sin's column 0), zero-padded."""
+    """(2, K_pad, F_pad) fp32: window-folded cos and sin of the packed_columns(n_fft) columns (for an even n_fft
+    the Nyquist cos in sin's column 0), zero-padded."""
     return _cached(_BASIS_CACHE, window, n_fft, lambda: _build_dft_basis(window, n_fft))
+
+
+def packed_columns(n_fft: int) -> int:
+    """Columns of the packed bin layout: N/2 for an even N (Nyquist shares column 0), (N + 1)/2 for an odd N."""
+    return (n_fft + 1) // 2
 
 
 def _build_dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
     win_length = window.shape[0]
     left = (n_fft - win_length) // 2
-    half = n_fft // 2
+    half = packed_columns(n_fft)
     k_pad = triton.cdiv(win_length, BLOCK_K) * BLOCK_K
     f_pad = triton.cdiv(half, BLOCK_F) * BLOCK_F
     n = torch.arange(win_length, device=window.device, dtype=torch.int64) + left
@@ -500,8 +527,9 @@ def _build_dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
     w = window.double()[:, None]
     basis = torch.zeros((2, k_pad, f_pad), dtype=torch.float32, device=window.device)
     basis[0, :win_length, :half] = (w * torch.cos(angle)).float()
-    sin = w * torch.sin(angle)
-    sin[:, 0] = w[:, 0] * (1 - 2 * (n % 2)).double()  # cos(pi n): the Nyquist bin
+    sin = w * torch.sin(angle)  # column 0: sin(0) = 0, the DC bin has no imaginary part
+    if n_fft % 2 == 0:
+        sin[:, 0] = w[:, 0] * (1 - 2 * (n % 2)).double()  # cos(pi n): the Nyquist bin
     basis[1, :win_length, :half] = sin.float()
     return basis
 
@@ -516,7 +544,7 @@ def _geometry(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor):
 def stft_loss_forward(
     x: torch.Tensor, y: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, eps: float
 ) -> torch.Tensor:
-    """The four loss sums (fp32, shape (4,)) of one resolution. x, y: (R, T), n_fft even, T > n_fft // 2."""
+    """The four loss sums (fp32, shape (4,)) of one resolution. x, y: (R, T), n_fft >= 2 (even or odd), T > n_fft // 2."""
     rows, length, n_frames, offset0 = _geometry(x, n_fft, hop, window)
     basis = dft_basis(window, n_fft)
     win_length = window.shape[0]
@@ -524,9 +552,9 @@ def stft_loss_forward(
     grid = (triton.cdiv(total, BLOCK_M), basis.shape[2] // BLOCK_F)
     partial = torch.empty((grid[0] * grid[1], 4), dtype=torch.float32, device=x.device)
     _stft_loss_forward_kernel[grid](
-        x, y, basis, partial, total, length, n_frames, hop, offset0, win_length, basis.shape[2], n_fft // 2,
-        float(eps), *x.stride(), *y.stride(),
-        BLOCK_M=BLOCK_M, BLOCK_F=BLOCK_F, BLOCK_K=BLOCK_K, PRECISION=PRECISION,
+        x, y, basis, partial, total, length, n_frames, hop, offset0, win_length, basis.shape[2],
+        packed_columns(n_fft), float(eps), *x.stride(), *y.stride(),
+        HAS_NYQUIST=n_fft % 2 == 0, BLOCK_M=BLOCK_M, BLOCK_F=BLOCK_F, BLOCK_K=BLOCK_K, PRECISION=PRECISION,
         num_warps=NUM_WARPS, num_stages=NUM_STAGES,
     )  # fmt: skip
     # Second stage: a fixed-order sum of the per-program partials (deterministic), in float64.
@@ -652,8 +680,8 @@ def stft_loss_backward(
     grid = (triton.cdiv(total, BLOCK_M), f_pad // BLOCK_F)
     _stft_loss_spectrum_grad_kernel[grid](
         x, y, basis, grad_sums, spec_grad, spec_grad[total:] if grad_target else spec_grad, total, length,
-        n_frames, hop, offset0, window.shape[0], f_pad, n_fft // 2, float(eps), *x.stride(), *y.stride(),
-        GRAD_TARGET=grad_target, BLOCK_M=BLOCK_M, BLOCK_F=BLOCK_F, BLOCK_K=BLOCK_K, PRECISION=PRECISION,
+        n_frames, hop, offset0, window.shape[0], f_pad, packed_columns(n_fft), float(eps), *x.stride(), *y.stride(),
+        GRAD_TARGET=grad_target, HAS_NYQUIST=n_fft % 2 == 0, BLOCK_M=BLOCK_M, BLOCK_F=BLOCK_F, BLOCK_K=BLOCK_K, PRECISION=PRECISION,
         num_warps=NUM_WARPS, num_stages=NUM_STAGES,
     )  # fmt: skip
     return _signal_grads(spec_grad, basis, x, n_fft, hop, window, signals)
@@ -669,19 +697,21 @@ _MEL_CACHE: dict[tuple, tuple] = {}
 
 
 def packed_mel_basis(mel_basis: torch.Tensor, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """fb^T in the packed bin layout, (F_pad, BLOCK_MEL) fp32 zero-padded, and the Nyquist column (BLOCK_MEL,)."""
+    """fb^T in the packed bin layout, (F_pad, BLOCK_MEL) fp32 zero-padded, and the Nyquist column (BLOCK_MEL,),
+    zero for an odd n_fft (no Nyquist bin: fb^T then holds every one of its n_fft // 2 + 1 columns)."""
     return _cached(_MEL_CACHE, mel_basis, n_fft, lambda: _build_packed_mel_basis(mel_basis, n_fft))
 
 
 def _build_packed_mel_basis(mel_basis: torch.Tensor, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     n_mels = mel_basis.shape[0]
     block = mel_block(n_mels)
-    half = n_fft // 2
+    half = packed_columns(n_fft)
     f_pad = triton.cdiv(half, BLOCK_F) * BLOCK_F
     fbt = torch.zeros((f_pad, block), dtype=torch.float32, device=mel_basis.device)
     fbt[:half, :n_mels] = mel_basis[:, :half].t().float()
     nyquist = torch.zeros((block,), dtype=torch.float32, device=mel_basis.device)
-    nyquist[:n_mels] = mel_basis[:, half].float()
+    if n_fft % 2 == 0:
+        nyquist[:n_mels] = mel_basis[:, half].float()
     return fbt, nyquist
 
 
@@ -728,9 +758,9 @@ def stft_mel_backward(
     grid = (triton.cdiv(total, block_m), f_pad // block_f)
     _stft_mel_spectrum_grad_kernel[grid](
         x, y, basis, fbt, nyquist, grad_mel, spec_grad, spec_grad[total:] if grad_target else spec_grad, total,
-        length, n_frames, hop, offset0, window.shape[0], f_pad, n_fft // 2, mel_basis.shape[0], float(eps),
+        length, n_frames, hop, offset0, window.shape[0], f_pad, packed_columns(n_fft), mel_basis.shape[0], float(eps),
         *x.stride(), *y.stride(),
-        GRAD_TARGET=grad_target, BLOCK_M=block_m, BLOCK_F=block_f, BLOCK_K=BLOCK_K, BLOCK_MEL=fbt.shape[1],
+        GRAD_TARGET=grad_target, HAS_NYQUIST=n_fft % 2 == 0, BLOCK_M=block_m, BLOCK_F=block_f, BLOCK_K=BLOCK_K, BLOCK_MEL=fbt.shape[1],
         PRECISION=PRECISION, num_warps=MEL_GRAD_NUM_WARPS, num_stages=NUM_STAGES,
     )  # fmt: skip
     return _signal_grads(spec_grad, basis, x, n_fft, hop, window, signals)
@@ -745,24 +775,28 @@ def aot_specs() -> list[KernelSpec]:
         "win_length": "i32", "f_pad": "i32", "half_bins": "i32", "eps": "fp32",
         "stride_xr": "i32", "stride_xt": "i32", "stride_yr": "i32", "stride_yt": "i32",
     }  # fmt: skip
+    # HAS_NYQUIST: an even n_fft (True) or an odd one (False).
     for type_name in TRITON_DTYPE_NAMES.values():
         signals = {"x_ptr": f"*{type_name}", "y_ptr": f"*{type_name}", "basis_ptr": "*fp32"}
-        forward = {**signals, "partial_ptr": "*fp32", **geometry, **{k: "constexpr" for k in tiles}}
-        specs.append(KernelSpec(_stft_loss_forward_kernel, forward, tiles, NUM_WARPS, NUM_STAGES, type_name))
-        for grad_target in (False, True):
-            constexprs = {"GRAD_TARGET": grad_target, **tiles}
-            signature = {
-                **signals,
-                "grad_sums_ptr": "*fp32",
-                "spec_grad_ptr": "*fp32",
-                "target_grad_ptr": "*fp32",
-                **geometry,
-            }
-            signature = {**signature, **{k: "constexpr" for k in constexprs}}
-            label = f"{type_name} grad_target={int(grad_target)}"
-            specs.append(
-                KernelSpec(_stft_loss_spectrum_grad_kernel, signature, constexprs, NUM_WARPS, NUM_STAGES, label)
-            )
+        for has_nyquist in (True, False):
+            constexprs = {"HAS_NYQUIST": has_nyquist, **tiles}
+            forward = {**signals, "partial_ptr": "*fp32", **geometry, **{k: "constexpr" for k in constexprs}}
+            label = f"{type_name} nyquist={int(has_nyquist)}"
+            specs.append(KernelSpec(_stft_loss_forward_kernel, forward, constexprs, NUM_WARPS, NUM_STAGES, label))
+            for grad_target in (False, True):
+                constexprs = {"GRAD_TARGET": grad_target, "HAS_NYQUIST": has_nyquist, **tiles}
+                signature = {
+                    **signals,
+                    "grad_sums_ptr": "*fp32",
+                    "spec_grad_ptr": "*fp32",
+                    "target_grad_ptr": "*fp32",
+                    **geometry,
+                }
+                signature = {**signature, **{k: "constexpr" for k in constexprs}}
+                label = f"{type_name} grad_target={int(grad_target)} nyquist={int(has_nyquist)}"
+                specs.append(
+                    KernelSpec(_stft_loss_spectrum_grad_kernel, signature, constexprs, NUM_WARPS, NUM_STAGES, label)
+                )
         signature = {"frame_grad_ptr": "*fp32", "grad_ptr": f"*{type_name}", "length": "i32", "n_frames": "i32",
                      "hop": "i32", "offset0": "i32", "win_length": "i32", "k_pad": "i32", "max_cover": "i32",
                      "BLOCK_S": "constexpr"}  # fmt: skip
@@ -794,15 +828,15 @@ def aot_specs() -> list[KernelSpec]:
     mel_geometry = {k: v for k, v in geometry.items() if k != "half_bins"}
     mel_geometry = {**{k: v for k, v in mel_geometry.items() if not k.startswith(("eps", "stride"))},
                     "n_mels": "i32", "eps": "fp32", **{k: v for k, v in geometry.items() if k.startswith("stride")}}  # fmt: skip
-    block_mel = MIN_BLOCK_MEL
-    while block_mel <= MAX_BLOCK_MEL:
+    block_mels = [MIN_BLOCK_MEL << i for i in range((MAX_BLOCK_MEL // MIN_BLOCK_MEL).bit_length())]
+    for block_mel in block_mels:
         constexprs = {"BLOCK_M": MEL_BLOCK_M, "BLOCK_F": BLOCK_F, "BLOCK_K": BLOCK_K, "BLOCK_MEL": block_mel,
                       "PRECISION": PRECISION}  # fmt: skip
         signature = {**signals, "mel_ptr": "*fp32", **mel_geometry, **{k: "constexpr" for k in constexprs}}
         label = f"fp32 BLOCK_MEL={block_mel}"
         specs.append(KernelSpec(_stft_mel_forward_kernel, signature, constexprs, MEL_NUM_WARPS, NUM_STAGES, label))
-        for grad_target in (False, True):
-            constexprs = {"GRAD_TARGET": grad_target, **tiles, "BLOCK_MEL": block_mel}
+        for grad_target, has_nyquist in ((g, n) for g in (False, True) for n in (True, False)):
+            constexprs = {"GRAD_TARGET": grad_target, "HAS_NYQUIST": has_nyquist, **tiles, "BLOCK_MEL": block_mel}
             constexprs["BLOCK_M"], constexprs["BLOCK_F"] = MEL_GRAD_TILES[block_mel]
             constexprs["PRECISION"] = constexprs.pop("PRECISION")  # the kernel's parameter order
             signature = {**signals, "grad_mel_ptr": "*fp32", "spec_grad_ptr": "*fp32", "target_grad_ptr": "*fp32",
@@ -810,9 +844,8 @@ def aot_specs() -> list[KernelSpec]:
                          "win_length": "i32", "f_pad": "i32", "half_bins": "i32", "n_mels": "i32", "eps": "fp32",
                          "stride_xr": "i32", "stride_xt": "i32", "stride_yr": "i32", "stride_yt": "i32",
                          **{k: "constexpr" for k in constexprs}}  # fmt: skip
-            label = f"fp32 BLOCK_MEL={block_mel} grad_target={int(grad_target)}"
+            label = f"fp32 BLOCK_MEL={block_mel} grad_target={int(grad_target)} nyquist={int(has_nyquist)}"
             specs.append(
                 KernelSpec(_stft_mel_spectrum_grad_kernel, signature, constexprs, MEL_GRAD_NUM_WARPS, NUM_STAGES, label)
             )
-        block_mel *= 2
     return specs

@@ -4,7 +4,9 @@ total, values and input gradients; the reference against both in float64; edge c
 bad input.
 
 The interpreter pass uses short signals and small FFTs (SMALL) to keep the programs few; the
-fallback pass uses parallel_wavegan's default resolutions.
+fallback pass uses parallel_wavegan's default resolutions. Odd FFT sizes (no Nyquist bin) run beside
+the even ones: small odd sizes in the interpreter pass (SMALL_ODD), parallel_wavegan's Multi-band
+MelGAN sub-band resolutions (MB_MELGAN: 683 and 171 are odd) elsewhere.
 """
 
 from __future__ import annotations
@@ -23,8 +25,13 @@ from tests.tolerances import STFT_LOSS, STFT_LOSS_HALF_GRAD
 
 DEFAULT = {"fft_sizes": [1024, 2048, 512], "hop_sizes": [120, 240, 50], "win_lengths": [600, 1200, 240]}
 SMALL = {"fft_sizes": [64, 32, 16], "hop_sizes": [16, 8, 4], "win_lengths": [40, 32, 10]}
+# parallel_wavegan's Multi-band MelGAN recipes (e.g. egs/*/voc1/conf/multi_band_melgan.v2.yaml): sub-band losses.
+MB_MELGAN = {"fft_sizes": [384, 683, 171], "hop_sizes": [30, 60, 10], "win_lengths": [150, 300, 60]}
+SMALL_ODD = {"fft_sizes": [63, 31, 15], "hop_sizes": [16, 8, 4], "win_lengths": [40, 31, 10]}
 # Interpreter programs are slow: short signals and small FFTs there; the real sizes elsewhere.
 CONFIG = SMALL if INTERPRETER else DEFAULT
+ODD_CONFIG = SMALL_ODD if INTERPRETER else MB_MELGAN
+CONFIGS = pytest.mark.parametrize("config", [CONFIG, ODD_CONFIG], ids=["even", "odd"])
 LENGTH = 157 if INTERPRETER else 4001  # odd on purpose
 
 
@@ -102,31 +109,46 @@ def against_oracle(ours_fn, oracle, x, y, weights=(1.0, 2.0), grad_target=False)
     assert_matches_truth(ours, truth, theirs32, reference32)
 
 
+@CONFIGS
 @pytest.mark.parametrize("shape", [(3, LENGTH), (1, LENGTH), (2, 1, LENGTH + 1)], ids=["b3", "b1", "b2x1-even"])
-def test_each_resolution_matches_parallel_wavegan(shape):
+def test_each_resolution_matches_parallel_wavegan(shape, config):
     pwg = pwg_losses()
     x, y = signals(shape)
-    for fft_size, hop, win in resolutions():
+    for fft_size, hop, win in resolutions(config):
         oracle = pwg.STFTLoss(fft_size, hop, win).to(DEVICE)
         ours = fastgan.nn.STFTLoss(fft_size, hop, win).to(DEVICE)
         flat = (x.reshape(-1, shape[-1]), y.reshape(-1, shape[-1]))  # pwg's STFTLoss takes (B, T) only
         against_oracle(ours, oracle, *flat)
 
 
+@CONFIGS
 @pytest.mark.parametrize("shape", [(2, LENGTH), (2, 1, LENGTH)], ids=["BT", "B1T"])
-def test_multi_resolution_matches_parallel_wavegan(shape):
+def test_multi_resolution_matches_parallel_wavegan(shape, config):
     x, y = signals(shape, seed=1)
-    oracle = pwg_losses().MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
-    ours = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
+    oracle = pwg_losses().MultiResolutionSTFTLoss(**config).to(DEVICE)
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**config).to(DEVICE)
     assert list(ours.state_dict()) == list(oracle.state_dict())
     against_oracle(ours, oracle, x, y)
 
 
-def test_gradient_of_the_target_when_asked():
+@CONFIGS
+def test_gradient_of_the_target_when_asked(config):
     x, y = signals((2, LENGTH), seed=2)
-    oracle = pwg_losses().MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
-    ours = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG, grad_target=True).to(DEVICE)
+    oracle = pwg_losses().MultiResolutionSTFTLoss(**config).to(DEVICE)
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**config, grad_target=True).to(DEVICE)
     against_oracle(ours, oracle, x, y, grad_target=True)
+
+
+@pytest.mark.parametrize("grad_target", [False, True])
+def test_mb_melgan_subband_resolutions_match_parallel_wavegan(grad_target):
+    """parallel_wavegan's own Multi-band MelGAN sub-band STFT loss (fft sizes 384, 683, 171: two odd) in
+    every pass; the interpreter pass with a short signal (683 // 2 = 341 samples of reflect padding)."""
+    x, y = signals((2, 1, 1001 if INTERPRETER else LENGTH), seed=21)
+    oracle = pwg_losses().MultiResolutionSTFTLoss(**MB_MELGAN).to(DEVICE)
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**MB_MELGAN, grad_target=grad_target).to(DEVICE)
+    assert list(ours.state_dict()) == list(oracle.state_dict())
+    assert [loss.window.shape[0] for loss in ours.stft_losses] == MB_MELGAN["win_lengths"]
+    against_oracle(ours, oracle, x, y, grad_target=grad_target)
 
 
 def test_target_is_detached_by_default():
@@ -156,24 +178,30 @@ class _AuralossMRSTFT(torch.nn.Module):
         return self.loss(x.unsqueeze(1), y.unsqueeze(1))
 
 
-@pytest.mark.parametrize("weights", [(1.0, 1.0, 0.0), (0.5, 2.0, 0.7)], ids=["default", "weighted+lin"])
-def test_auraloss_mode_matches_auraloss(weights):
+@pytest.mark.parametrize(
+    ("config", "weights"),
+    [(CONFIG, (1.0, 1.0, 0.0)), (CONFIG, (0.5, 2.0, 0.7)), (ODD_CONFIG, (0.5, 2.0, 0.7))],
+    ids=["default", "weighted+lin", "odd-weighted+lin"],
+)
+def test_auraloss_mode_matches_auraloss(config, weights):
     pytest.importorskip("auraloss", reason="auraloss is an optional parity oracle")
     w_sc, w_log_mag, w_lin_mag = weights
     x, y = signals((2, LENGTH), seed=4)
-    kwargs = {**CONFIG, "w_sc": w_sc, "w_log_mag": w_log_mag, "w_lin_mag": w_lin_mag}
+    kwargs = {**config, "w_sc": w_sc, "w_log_mag": w_log_mag, "w_lin_mag": w_lin_mag}
     oracle = _AuralossMRSTFT(**kwargs).to(DEVICE)
     ours = fastgan.nn.MultiResolutionSTFTLoss(**kwargs, mode="auraloss").to(DEVICE)
     against_oracle(ours, oracle, x, y, weights=(1.0,))
 
 
-def test_auraloss_mel_mode_matches_auraloss():
+@pytest.mark.parametrize("odd", [False, True], ids=["even", "odd"])
+def test_auraloss_mel_mode_matches_auraloss(odd):
     pytest.importorskip("auraloss", reason="auraloss is an optional parity oracle")
-    # FFTs of 16 bins would leave 8 mel filters empty (log 0 in auraloss as well): 64 and 32 here.
+    # FFTs of 16 bins would leave 8 mel filters empty (log 0 in auraloss as well): 64 and 32 (63 and 31)
+    # here; with the MB-MelGAN sizes, 64 filters over 171's 86 bins would leave one empty: 40 there.
     if INTERPRETER:
-        config, sample_rate, n_bins = {k: v[:2] for k, v in SMALL.items()}, 8000, 8
+        config, sample_rate, n_bins = {k: v[:2] for k, v in (SMALL_ODD if odd else SMALL).items()}, 8000, 8
     else:
-        config, sample_rate, n_bins = DEFAULT, 16000, 64
+        config, sample_rate, n_bins = (MB_MELGAN, 16000, 40) if odd else (DEFAULT, 16000, 64)
     x, y = signals((2, LENGTH), seed=5)
     kwargs = {**config, "scale": "mel", "sample_rate": sample_rate, "n_bins": n_bins}
     oracle = _AuralossMRSTFT(**kwargs).to(DEVICE)
@@ -183,47 +211,52 @@ def test_auraloss_mel_mode_matches_auraloss():
 
 
 @pytest.mark.reference
+@pytest.mark.parametrize("n_fft", [64, 63])
 @pytest.mark.parametrize("grad_target", [False, True])
 @pytest.mark.parametrize("mel", [False, True])
-def test_reference_backward_is_the_autograd_gradient_float64(mel, grad_target):
+def test_reference_backward_is_the_autograd_gradient_float64(mel, grad_target, n_fft):
     x, y = signals((2, 101), seed=6)
     window = torch.hann_window(40, dtype=torch.float64)
-    mel_basis = torch.rand(5, 33, dtype=torch.float64) if mel else None
+    mel_basis = torch.rand(5, n_fft // 2 + 1, dtype=torch.float64) if mel else None
     grad_sums = torch.randn(4, dtype=torch.float64)
     xg, yg = x.clone().requires_grad_(), y.clone().requires_grad_()
-    sums = stft_loss_sums_reference(xg, yg, 64, 16, window, 1e-7, mel_basis)
+    sums = stft_loss_sums_reference(xg, yg, n_fft, 16, window, 1e-7, mel_basis)
     expected = torch.autograd.grad(sums, (xg, yg), grad_sums)
-    actual = stft_loss_backward_reference(grad_sums, x, y, 64, 16, window, 1e-7, mel_basis, grad_target)
+    actual = stft_loss_backward_reference(grad_sums, x, y, n_fft, 16, window, 1e-7, mel_basis, grad_target)
     assert actual.shape == (2 if grad_target else 1, 2, 101)
     for got, want in zip(actual, expected, strict=False):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.reference
-def test_reference_float64_equals_parallel_wavegan_float64():
+@pytest.mark.parametrize("config", [DEFAULT, MB_MELGAN], ids=["default", "mb-melgan"])
+def test_reference_float64_equals_parallel_wavegan_float64(config):
     x, y = signals((2, 3001), seed=7)
-    oracle = pwg_losses().MultiResolutionSTFTLoss().to(DEVICE).double()
-    ours = fastgan.nn.MultiResolutionSTFTLoss().to(DEVICE).double()
+    oracle = pwg_losses().MultiResolutionSTFTLoss(**config).to(DEVICE).double()
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**config).to(DEVICE).double()
     (ours_values, ours_grads), (values, grads) = value_and_grads(ours, x, y), value_and_grads(oracle, x, y)
     for a, b in zip(ours_values + list(ours_grads), values + list(grads), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.reference
-def test_reference_gradcheck_float64():
+@pytest.mark.parametrize("n_fft", [16, 15])
+def test_reference_gradcheck_float64(n_fft):
     x, y = signals((1, 40), seed=8)
-    window = torch.hann_window(16, dtype=torch.float64)
+    window = torch.hann_window(n_fft, dtype=torch.float64)
     x.requires_grad_()
     y.requires_grad_()
-    assert torch.autograd.gradcheck(lambda x, y: stft_loss_sums_reference(x, y, 16, 4, window, 1e-7), (x, y))
+    assert torch.autograd.gradcheck(lambda x, y: stft_loss_sums_reference(x, y, n_fft, 4, window, 1e-7), (x, y))
 
 
 @pytest.mark.parametrize("route", ["gemm", "fft"])
 @pytest.mark.parametrize(
     "geometry",
-    [(16, 4, 16), (32, 8, 10), (16, 20, 12), (64, 16, 64), (32, 3, 31)],
-    ids=["win=fft", "short-win", "hop>win", "one-block", "odd-win"],
-)
+    [(16, 4, 16), (32, 8, 10), (16, 20, 12), (64, 16, 64), (32, 3, 31),
+     (15, 4, 15), (31, 8, 10), (15, 20, 12), (63, 16, 40), (31, 3, 31)],
+    ids=["win=fft", "short-win", "hop>win", "one-block", "odd-win",
+         "odd-fft-win=fft", "odd-fft-short-win", "odd-fft-hop>win", "odd-fft-even-win", "odd-fft-odd-win"],
+)  # fmt: skip
 def test_op_sums_and_gradients_match_the_reference(geometry, route, monkeypatch):
     """The raw op (kernels in the interpreter pass; the DFT-GEMM route and the cuFFT route) against
     the float64 reference, unusual geometries."""
@@ -247,25 +280,29 @@ def test_op_sums_and_gradients_match_the_reference(geometry, route, monkeypatch)
         assert rel(grad, true_grad) <= bound
 
 
+@pytest.mark.parametrize("n_fft", [64, 63])
 @pytest.mark.parametrize("grad_target", [False, True])
 @pytest.mark.parametrize("n_mels", [5, 40], ids=["mel5", "mel40"])
-def test_mel_op_matches_the_reference(n_mels, grad_target):
-    """fastgan::stft_mel (the kernels in the interpreter pass) against the float64 reference."""
+def test_mel_op_matches_the_reference(n_mels, grad_target, n_fft):
+    """fastgan::stft_mel (the kernels in the interpreter pass) against the float64 reference; an odd n_fft's
+    mel basis has n_fft // 2 + 1 columns and no Nyquist bin."""
     from fastgan.references.stft_loss import stft_mel_backward_reference, stft_mel_reference
 
     x, y = signals((2, 83), seed=16)
     window = torch.hann_window(40).double()
     generator = torch.Generator(device=DEVICE).manual_seed(17)
-    mel_basis = torch.rand(n_mels, 33, generator=generator).double()
-    mel = torch.ops.fastgan.stft_mel(x.float(), y.float(), window.float(), 64, 12, 1e-7, mel_basis.float(), grad_target)
-    truth = stft_mel_reference(x, y, 64, 12, window, 1e-7, mel_basis)
+    mel_basis = torch.rand(n_mels, n_fft // 2 + 1, generator=generator).double()
+    mel = torch.ops.fastgan.stft_mel(
+        x.float(), y.float(), window.float(), n_fft, 12, 1e-7, mel_basis.float(), grad_target
+    )  # fmt: skip
+    truth = stft_mel_reference(x, y, n_fft, 12, window, 1e-7, mel_basis)
     assert mel.shape == truth.shape == (2, 2, 7, n_mels)
     assert rel(mel, truth) <= STFT_LOSS["value_rtol"]
     grad_mel = torch.randn(truth.shape, generator=generator)
     grads = torch.ops.fastgan.stft_mel_backward(
-        grad_mel, x.float(), y.float(), window.float(), 64, 12, 1e-7, mel_basis.float(), grad_target
+        grad_mel, x.float(), y.float(), window.float(), n_fft, 12, 1e-7, mel_basis.float(), grad_target
     )  # fmt: skip
-    true_grads = stft_mel_backward_reference(grad_mel.double(), x, y, 64, 12, window, 1e-7, mel_basis, grad_target)
+    true_grads = stft_mel_backward_reference(grad_mel.double(), x, y, n_fft, 12, window, 1e-7, mel_basis, grad_target)
     assert grads.shape == true_grads.shape == (2 if grad_target else 1, 2, 83)
     # No log and no 1/|X| here: the gradient is as well conditioned as the values.
     assert rel(grads, true_grads) <= STFT_LOSS["grad_rel"]
@@ -274,7 +311,7 @@ def test_mel_op_matches_the_reference(n_mels, grad_target):
 @settings(max_examples=6 if INTERPRETER else 15)
 @given(
     batch=st.integers(1, 3),
-    n_fft=st.sampled_from([16, 32, 64]),
+    n_fft=st.sampled_from([15, 16, 31, 32, 63, 64]),
     hop_fraction=st.floats(0.1, 1.0),
     win_fraction=st.floats(0.2, 1.0),
     extra=st.integers(1, 80),
@@ -320,15 +357,16 @@ def test_windows_of_one_length_are_not_confused():
                 torch.testing.assert_close(value.double(), true_value, rtol=STFT_LOSS["value_rtol"], atol=0)
 
 
-def test_all_zero_target_and_prediction_stay_finite():
+@CONFIGS
+def test_all_zero_target_and_prediction_stay_finite(config):
     x = torch.zeros(2, LENGTH, requires_grad=True)
     y = torch.zeros(2, LENGTH)
-    sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)(x, y)
+    sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**config).to(DEVICE)(x, y)
     (sc + mag).backward()
     assert sc.item() == 0 and mag.item() == 0
     assert torch.isfinite(x.grad).all()
     x2 = torch.randn(2, LENGTH, requires_grad=True)
-    sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)(x2, y)
+    sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**config).to(DEVICE)(x2, y)
     (sc + mag).backward()
     assert torch.isfinite(sc) and torch.isfinite(mag) and torch.isfinite(x2.grad).all()
 
@@ -342,11 +380,12 @@ def test_deterministic():
         assert torch.equal(a, b)
 
 
+@CONFIGS
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_half_precision_inputs_compute_in_fp32(dtype):
+def test_half_precision_inputs_compute_in_fp32(dtype, config):
     x, y = signals((2, LENGTH), seed=11)
     x, y = x.to(dtype), y.to(dtype)  # the rounded inputs
-    loss = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
+    loss = fastgan.nn.MultiResolutionSTFTLoss(**config).to(DEVICE)
     (values, (grad,)) = value_and_grads(loss, x, y)
     assert grad.dtype == dtype
     (true_values, (true_grad,)) = value_and_grads(loss.double(), x.double(), y.double())
@@ -405,12 +444,13 @@ def test_torch_compile_fullgraph_forward_and_backward():
 
 
 @pytest.mark.skipif(not KERNELS_RUN, reason="the route picks between kernels; this pass runs the reference")
+@CONFIGS
 @pytest.mark.parametrize("grad_target", [False, True])
-def test_fft_route_module_matches_parallel_wavegan(grad_target, monkeypatch):
+def test_fft_route_module_matches_parallel_wavegan(grad_target, config, monkeypatch):
     monkeypatch.setenv("FASTGAN_STFT_LOSS_PATH", "fft")
     x, y = signals((2, LENGTH), seed=19)
-    oracle = pwg_losses().MultiResolutionSTFTLoss(**CONFIG).to(DEVICE)
-    ours = fastgan.nn.MultiResolutionSTFTLoss(**CONFIG, grad_target=grad_target).to(DEVICE)
+    oracle = pwg_losses().MultiResolutionSTFTLoss(**config).to(DEVICE)
+    ours = fastgan.nn.MultiResolutionSTFTLoss(**config, grad_target=grad_target).to(DEVICE)
     against_oracle(ours, oracle, x, y, grad_target=grad_target)
 
 
@@ -436,8 +476,10 @@ class TestBadInput:
 
     def test_bad_sizes(self):
         x = torch.randn(2, 100)
-        with pytest.raises(ValueError, match="fft_size must be an even number"):
-            stft_loss(x, x, 33, 8, 32)
+        with pytest.raises(ValueError, match="fft_size must be >= 2, got 1"):
+            stft_loss(x, x, 1, 1, 1)
+        with pytest.raises(ValueError, match="STFTLoss: fft_size must be >= 2, got 0"):
+            fastgan.nn.STFTLoss(0, 1, 1)
         with pytest.raises(ValueError, match=r"win_length must be in \[1, fft_size=32\], got 40"):
             stft_loss(x, x, 32, 8, 40)
         with pytest.raises(ValueError, match="hop_size must be >= 1"):
@@ -449,6 +491,8 @@ class TestBadInput:
         x = torch.randn(2, 100)
         with pytest.raises(ValueError, match=r"mel_basis must be \(n_mels, fft_size // 2 \+ 1 = 17\)"):
             stft_loss_terms(x, x, 32, 8, 32, mel_basis=torch.rand(4, 16))
+        with pytest.raises(ValueError, match=r"mel_basis must be \(n_mels, fft_size // 2 \+ 1 = 16\)"):
+            stft_loss_terms(x, x, 31, 8, 31, mel_basis=torch.rand(4, 17))  # an odd size has no Nyquist bin
 
     def test_unknown_kernel_route(self, monkeypatch):
         monkeypatch.setenv("FASTGAN_STFT_LOSS_PATH", "dft")

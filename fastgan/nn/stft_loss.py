@@ -41,8 +41,8 @@ class STFTLoss(nn.Module):
         grad_target: bool = False,
     ):
         super().__init__()
-        if fft_size % 2 or fft_size < 2:
-            raise ValueError(f"STFTLoss: fft_size must be an even number >= 2, got {fft_size}")
+        if fft_size < 2:  # even or odd (parallel_wavegan's MB-MelGAN sub-band sizes 683 and 171 are odd)
+            raise ValueError(f"STFTLoss: fft_size must be >= 2, got {fft_size}")
         if not 1 <= win_length <= fft_size:
             raise ValueError(f"STFTLoss: win_length must be in [1, fft_size={fft_size}], got {win_length}")
         if shift_size < 1:

@@ -45,8 +45,8 @@ def check_inputs(
     check_same_device(OP, x=x, y=y, window=window)
     if x.shape != y.shape:
         raise ValueError(f"fastgan::{OP}: x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if n_fft < 2 or n_fft % 2:
-        raise ValueError(f"fastgan::{OP}: fft_size must be an even number >= 2, got {n_fft}")
+    if n_fft < 2:  # even or odd: n_fft // 2 + 1 bins, as torch.stft makes them
+        raise ValueError(f"fastgan::{OP}: fft_size must be >= 2, got {n_fft}")
     if hop < 1:
         raise ValueError(f"fastgan::{OP}: hop_size must be >= 1, got {hop}")
     if not 1 <= window.shape[0] <= n_fft:

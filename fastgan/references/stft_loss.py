@@ -8,9 +8,10 @@ over every (row, frame, bin) of their magnitude spectrograms ``mx``, ``my``::
     sums[2] = sum |log my - log mx|       # log-magnitude L1
     sums[3] = sum |my - mx|               # linear-magnitude L1 (auraloss' w_lin_mag term)
 
-with ``m = sqrt(max(|STFT|^2, eps))`` (torch.stft, center=True, reflect padding, the window
-zero-padded to ``n_fft``), or, given a ``mel_basis`` (n_mels, n_fft // 2 + 1), ``m = mel_basis @
-sqrt(max(|STFT|^2, eps))`` as auraloss does. The loss terms are these sums divided or rooted
+with ``m = sqrt(max(|STFT|^2, eps))`` (torch.stft, center=True, reflect padding of ``n_fft // 2``
+each side, the window zero-padded to ``n_fft``; ``n_fft // 2 + 1`` bins for an even or odd ``n_fft``),
+or, given a ``mel_basis`` (n_mels, n_fft // 2 + 1), ``m = mel_basis @ sqrt(max(|STFT|^2, eps))`` as
+auraloss does. The loss terms are these sums divided or rooted
 (:func:`fastgan.functional.stft_loss`).
 """
 
@@ -96,8 +97,9 @@ def _stft_adjoint(grad_mag, spectrum, power, mag, eps, win, n_fft, hop, length, 
     # m = sqrt(clamp(p, eps)), p = re^2 + im^2: d/d(re, im) = (re, im) · d/dm / m where p >= eps.
     coef = grad_mag / mag[:count] * (power[:count] >= eps)
     grad_spectrum = coef * spectrum[:count]  # d/dre + i d/dim
-    # grad frame[n] = Re(sum_k G_k e^{2 pi i k n / N}) = N · irfft(Z), Z_k = G_k / 2 except DC and Nyquist.
-    grad_spectrum[:, :, 1 : n_fft // 2] *= 0.5
+    # grad frame[n] = Re(sum_k G_k e^{2 pi i k n / N}) = N · irfft(Z), Z_k = G_k / 2 except DC and (even N) Nyquist:
+    # bins 1 .. ceil(N / 2) - 1 are halved, i.e. every bin past DC for an odd N (it has no Nyquist bin).
+    grad_spectrum[:, :, 1 : (n_fft + 1) // 2] *= 0.5
     frames = torch.fft.irfft(grad_spectrum, n=n_fft, dim=2) * (n_fft * win)  # (count, frames, n_fft), windowed
     # Overlap-add by hop-sized chunks: frame f's chunk j lands on chunk f + j of the padded signal
     # (ceil(n_fft / hop) slice-adds, no scatter), then the reflect padding's adjoint: the padded
@@ -112,7 +114,7 @@ def _stft_adjoint(grad_mag, spectrum, power, mag, eps, win, n_fft, hop, length, 
     padded = padded.reshape(count, -1)
     grad = padded[:, half : half + length].clone()
     grad[:, 1 : half + 1] += padded[:, :half].flip(1)
-    grad[:, length - 1 - half : length - 1] += padded[:, half + length : n_fft + length].flip(1)
+    grad[:, length - 1 - half : length - 1] += padded[:, half + length : 2 * half + length].flip(1)
     return grad.reshape(count // rows, rows, length).to(out_dtype)
 
 
