@@ -60,7 +60,7 @@ DEFAULTS = {
     "stft_loss_params": {},
     "use_subband_stft_loss": False,
     "subband_stft_loss_params": {
-        "fft_sizes": [384, 684, 172],  # parallel_wavegan: 683, 171; fastgan's STFT loss takes even sizes
+        "fft_sizes": [384, 683, 171],
         "hop_sizes": [30, 60, 10],
         "win_lengths": [150, 300, 60],
     },
