@@ -38,7 +38,7 @@ test_status=${PIPESTATUS[0]}
 # compilation); phase 2, in what time is left: against torch.compile of the references, whose compilation
 # (max-autotune for the residual blocks) would otherwise eat the lease.
 order=(--only residual_block --only wavenet_block --only conv_transpose --only upsample --only stft_loss
-       --only models --only train --only realtime --only phase_shuffle --only logmel)
+       --only realtime --only models --only train --only phase_shuffle --only logmel)
 timeout $(( ${GPU_BENCH_BUDGET:-180} + 60 )) "$PYTHON" -m bench --out "$OUT" --skip-compiled \
   --time-budget "${GPU_BENCH_BUDGET:-180}" "${order[@]}" 2>&1 | grep -v '^USDT' | tee "$OUT/bench.txt"
 bench_status=${PIPESTATUS[0]}
