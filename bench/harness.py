@@ -202,7 +202,9 @@ def run_case(case: Case, device: torch.device, copy_gbps: float, device_name: st
         memory_fraction = row.gbps / copy_gbps if copy_gbps else 0.0
         compute_peak = compute_ceiling_tflops(device, device_name, case.dtype) if row.tflops else 0.0
         compute_fraction = row.tflops / compute_peak if compute_peak else 0.0
-        if compute_fraction > memory_fraction:
+        if not (case.bytes_moved or case.flops):
+            row.bound = "-"  # whole training steps: no single roofline applies; the speed-up is the measure
+        elif compute_fraction > memory_fraction:
             row.bound, row.fraction_of_peak = "compute", compute_fraction
         else:
             row.bound, row.fraction_of_peak = "memory", memory_fraction
