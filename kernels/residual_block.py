@@ -1,6 +1,6 @@
 """Dilated residual step (MelGAN residual stack, HiFi-GAN ResBlock1/ResBlock2): forward and backward.
 
-Three kernels, all implicit GEMMs (``tl.dot`` over taps x input-channel blocks, fp32 accumulation)
+Four kernels, all implicit GEMMs (``tl.dot`` over taps x input-channel blocks, fp32 accumulation)
 that read their inputs straight from the (B, C, T) tensors; padding is index arithmetic
 (reflection folds the index, zeros mask the load), never a padded copy:
 
@@ -12,9 +12,25 @@ that read their inputs straight from the (B, C, T) tensors; padding is index ari
   by LeakyReLU's derivative at another tensor, a residual add, and the *adjoint* mode (the
   transposed conv, for input gradients; reflection's adjoint folds the mirrored samples back by
   loading the up-to-three output positions that read each input sample — no atomics). HiFi-GAN's
-  ResBlock1 runs two of these per step (the k-tap second conv needs a halo of the intermediate;
-  recomputing the first conv for every tap would cost k times its FLOPs, so the intermediate
-  makes one round trip through memory instead); ResBlock2 is one.
+  ResBlock2 step is one launch of it; the backward is made of it and ``_weight_grad_kernel``.
+* ``_fused_two_conv_forward_kernel`` — HiFi-GAN ResBlock1's whole step, one launch, one program per
+  (time tile, example) and all channels. The k-tap second conv reads leaky(z) at BLOCK_T + k - 1
+  positions, and Triton cannot shift register tiles, so the program first computes
+  h = leaky(conv_d(leaky(x)) + b1) over its tile plus a halo (the main BLOCK_T-wide tile and
+  16-column halo tiles: one for k <= 17, none for k = 1), 32 channels at a time, zeroed outside [0, T) (the second
+  conv's zero padding, same or causal), into its own scratch rows in global memory (x's dtype: what
+  the second conv's dot rounds its operand to anyway); after ``tl.debug_barrier()`` it runs the
+  second conv as an implicit GEMM over shifted BLOCK_T-wide windows of those rows, 32 output
+  channels at a time, + b2 + residual, one write. Cost: the halo recomputes 16 / BLOCK_T of the
+  first conv (BLOCK_T = 128 / 64 / 32: 12.5 / 25 / 50 %, the widest tile that still gives
+  ``TWO_CONV_TARGET_PROGRAMS`` programs; fp32 stops at 64), i.e. half that of the step's FLOPs,
+  instead of z's write and read through HBM; scratch is C x (BLOCK_T + 16) elements per program
+  (C = 256: 72 KiB fp16 at BLOCK_T = 128, 80 KiB fp32 at 64), written and read back by the same
+  program at once so it is served from L1/L2 (the ~132-264 resident programs' rows, <= ~20 MiB
+  at C = 256 by arithmetic, fit the H100's 50 MiB L2). The allocation is one region per program,
+  (1 + 16 / BLOCK_T) x z's size. Every forward step with a second conv but no fused 1x1 kernel takes
+  it: ResBlock1, a 1x1 second conv without shortcut, MelGAN past ``MAX_FUSED_CHANNELS`` (its 1x1
+  shortcut first as a ``_conv_kernel`` launch, passed in as the residual).
 * ``_weight_grad_kernel`` — dW[o, i, k] = sum_{b,t} G[b, o, t] IN[b, i, idx(t + k d - left)]
   (leaky on load), and the bias gradient, over a split of the (batch x time) tiles; partial sums go
   to an fp32 buffer that is summed over the splits afterwards (deterministic, no atomics).
@@ -56,13 +72,18 @@ FUSED_BLOCK_M = FUSED_BLOCK_CI = 32
 FUSED_STAGES = 2
 FUSED_BLOCK_CS = (32, 64, 128, 256)  # more channels: the separate conv launches
 MAX_FUSED_CHANNELS = FUSED_BLOCK_CS[-1]
+# _fused_two_conv_forward_kernel (ResBlock1): channel blocks of 32, the halo in chunks of 16 columns,
+# the widest time tile that still gives TWO_CONV_TARGET_PROGRAMS programs (else the narrowest). fp32
+# stops at 64: at 128 its 3xTF32 tiles take all 255 registers.
+TWO_CONV_BLOCK_C = TWO_CONV_BLOCK_CI = 32
+TWO_CONV_HALO_T = 16
+TWO_CONV_BLOCK_TS = {torch.float32: (64, 32), torch.float16: (128, 64, 32), torch.bfloat16: (128, 64, 32)}
+TWO_CONV_TARGET_PROGRAMS = 264  # two waves of 132 SMs
 
 # The _conv_kernel modes the launchers use: (ACT_IN, HAS_BIAS, ACT_OUT, GATE, RESIDUAL, ADJOINT).
 # The padding (zeros or reflect) is a runtime argument: it only changes index arithmetic.
 CONV_MODES = {
     "act_conv_res": (True, True, False, False, True, False),  # ResBlock2 step
-    "act_conv_act": (True, True, True, False, False, False),  # ResBlock1 first conv
-    "conv_res": (False, True, False, False, True, False),  # ResBlock1 second conv
     "conv": (False, True, False, False, False, False),  # 1x1 shortcut (and its adjoint)
     "act_conv": (True, True, False, False, False, False),  # z, recomputed in backward
     "adj_gate": (False, False, False, True, False, True),  # grad z from grad out
@@ -242,6 +263,83 @@ def _fused_1x1_forward_kernel(
 
 
 @triton.jit
+def _fused_two_conv_forward_kernel(
+    x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, res_ptr, scratch_ptr, out_ptr,
+    slope, channels, length, taps1, dilation, left1, pad, taps2, left2, halo_chunks,
+    stride_xb, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
+    stride_w2o, stride_w2i, stride_w2k, stride_rb, stride_rc, stride_rt,
+    HALF_DOT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_CI: tl.constexpr, BLOCK_T: tl.constexpr, HALO_T: tl.constexpr,
+):  # fmt: skip
+    """ResBlock1: out = conv(leaky(conv_d(leaky(x)) + b1), w2) + b2 + res, all channels of one time tile.
+
+    1. h = leaky(z) at the positions t0 - left2 + [0, width) the second conv reads (width =
+       BLOCK_T + halo_chunks * HALO_T >= BLOCK_T + taps2 - 1), zero outside [0, length) (the second
+       conv's zero padding), for every channel, into this program's scratch[pid] (channels x width).
+    2. after a barrier, the second conv reads BLOCK_T-wide column windows of the scratch shifted by
+       each tap: + b2 + res, one write of out.
+    """
+    slope = tl.cast(slope, tl.float32)
+    pid = tl.program_id(0)
+    n_t = tl.cdiv(length, BLOCK_T)
+    b = (pid // n_t).to(tl.int64)
+    t0 = (pid % n_t) * BLOCK_T
+    width = BLOCK_T + halo_chunks * HALO_T
+    scratch_base = pid.to(tl.int64) * channels * width
+    x_base = b * stride_xb
+    col = tl.arange(0, BLOCK_T)
+    halo_col = tl.arange(0, HALO_T)
+    for m0 in range(0, channels, BLOCK_C):
+        m = m0 + tl.arange(0, BLOCK_C)
+        m_mask = m < channels
+        bias1 = tl.load(b1_ptr + m, mask=m_mask, other=0.0).to(tl.float32)
+        rows = scratch_ptr + scratch_base + m[:, None].to(tl.int64) * width
+        # The main tile: scratch columns [0, BLOCK_T).
+        s = t0 - left2 + col
+        s_ok = (s >= 0) & (s < length)
+        z = tl.zeros((BLOCK_C, BLOCK_T), dtype=tl.float32)
+        z = _conv_tile(
+            z, x_ptr, w1_ptr, x_base, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
+            m, m_mask, s, s_ok, channels, length, taps1, dilation, left1, slope, pad,
+            False, True, HALF_DOT, BLOCK_CI,
+        )  # fmt: skip
+        h = tl.where(s_ok[None, :], _leaky(z + bias1[:, None], slope), 0.0)
+        tl.store(rows + col[None, :], h.to(scratch_ptr.dtype.element_ty), mask=m_mask[:, None])
+        # The halo: columns [BLOCK_T, width), HALO_T at a time (one chunk for taps2 <= HALO_T + 1).
+        for chunk in range(halo_chunks):
+            hc = BLOCK_T + chunk * HALO_T + halo_col
+            hs = t0 - left2 + hc
+            hs_ok = (hs >= 0) & (hs < length)
+            hz = tl.zeros((BLOCK_C, HALO_T), dtype=tl.float32)
+            hz = _conv_tile(
+                hz, x_ptr, w1_ptr, x_base, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
+                m, m_mask, hs, hs_ok, channels, length, taps1, dilation, left1, slope, pad,
+                False, True, HALF_DOT, BLOCK_CI,
+            )  # fmt: skip
+            hh = tl.where(hs_ok[None, :], _leaky(hz + bias1[:, None], slope), 0.0)
+            tl.store(rows + hc[None, :], hh.to(scratch_ptr.dtype.element_ty), mask=m_mask[:, None])
+    tl.debug_barrier()  # every thread's scratch writes are visible to the whole program
+    t = t0 + col
+    t_mask = t < length
+    for c0 in range(0, channels, BLOCK_C):
+        co = c0 + tl.arange(0, BLOCK_C)
+        co_mask = co < channels
+        acc = tl.zeros((BLOCK_C, BLOCK_T), dtype=tl.float32)
+        # Output column j reads scratch columns j + k (k < taps2 <= width - BLOCK_T + 1): always in range.
+        acc = _conv_tile(
+            acc, scratch_ptr, w2_ptr, scratch_base, width, 1, stride_w2o, stride_w2i, stride_w2k,
+            co, co_mask, col, col < width, channels, width, taps2, 1, 0, slope, 0,
+            False, False, HALF_DOT, BLOCK_CI,
+        )  # fmt: skip
+        acc += tl.load(b2_ptr + co, mask=co_mask, other=0.0).to(tl.float32)[:, None]
+        mask = co_mask[:, None] & t_mask[None, :]
+        res_offsets = b * stride_rb + co[:, None].to(tl.int64) * stride_rc + t[None, :].to(tl.int64) * stride_rt
+        acc += tl.load(res_ptr + res_offsets, mask=mask, other=0.0).to(tl.float32)
+        out_offsets = (b * channels + co[:, None]) * length + t[None, :]
+        tl.store(out_ptr + out_offsets, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _weight_grad_kernel(
     g_ptr, in_ptr, part_ptr, bias_part_ptr,
     slope, c_out, c_in, length, batch, taps, dilation, left, pad, tiles_per_split,
@@ -347,6 +445,14 @@ def _fused_config(channels: int, dtype: torch.dtype) -> tuple[int, int, int]:
     return block_c, 32 if fp32 and block_c >= 256 else 64, 4 if block_c <= 64 and not fp32 else 8
 
 
+def _two_conv_block_t(batch: int, length: int, dtype: torch.dtype) -> int:
+    """BLOCK_T of the fused ResBlock1 kernel: the widest tile (least halo recomputed) with enough programs."""
+    for block_t in TWO_CONV_BLOCK_TS[dtype]:
+        if batch * triton.cdiv(length, block_t) >= TWO_CONV_TARGET_PROGRAMS:
+            return block_t
+    return TWO_CONV_BLOCK_TS[dtype][-1]
+
+
 def leaky_dilated_residual_forward(x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
                                    negative_slope, dilation, padding, causal):  # fmt: skip
     """Launch the forward of one step (see fastgan.references.residual_block for the computation)."""
@@ -374,9 +480,24 @@ def leaky_dilated_residual_forward(x, weight1, bias1, weight2, bias2, shortcut_w
         residual = _conv(x, shortcut_weight, _zero_bias(shortcut_bias, shortcut_weight), mode="conv")
     if weight2 is None:
         return _conv(x, weight1, _zero_bias(bias1, weight1), mode="act_conv_res", res=residual, **common)
-    h = _conv(x, weight1, _zero_bias(bias1, weight1), mode="act_conv_act", **common)
-    left2 = pad_amounts(weight2.shape[2], 1, causal)[0]
-    return _conv(h, weight2, _zero_bias(bias2, weight2), mode="conv_res", left=left2, res=residual)
+    # ResBlock1 (and any other second conv: a 1x1 one without shortcut, MelGAN past MAX_FUSED_CHANNELS).
+    taps2 = weight2.shape[2]
+    left2 = pad_amounts(taps2, 1, causal)[0]
+    block_t = _two_conv_block_t(batch, length, x.dtype)
+    halo_chunks = triton.cdiv(taps2 - 1, TWO_CONV_HALO_T)
+    programs = batch * triton.cdiv(length, block_t)
+    # Per-program rows of leaky(z), in x's dtype (what the second conv's dot rounds its operand to).
+    scratch = torch.empty((programs, channels, block_t + halo_chunks * TWO_CONV_HALO_T), dtype=x.dtype, device=x.device)
+    out = torch.empty((batch, channels, length), dtype=x.dtype, device=x.device)
+    _fused_two_conv_forward_kernel[(programs,)](
+        x, weight1, _zero_bias(bias1, weight1), weight2, _zero_bias(bias2, weight2), residual, scratch, out,
+        slope, channels, length, weight1.shape[2], dilation, left, pad, taps2, left2, halo_chunks,
+        *x.stride(), *weight1.stride(), *weight2.stride(), *residual.stride(),
+        HALF_DOT=_half_dot(x.dtype),
+        BLOCK_C=TWO_CONV_BLOCK_C, BLOCK_CI=TWO_CONV_BLOCK_CI, BLOCK_T=block_t, HALO_T=TWO_CONV_HALO_T,
+        num_warps=_conv_warps(x.dtype), num_stages=_conv_stages(x.dtype),
+    )  # fmt: skip
+    return out
 
 
 def _weight_grad(grad, inp, taps, *, act, pad=ZEROS, slope=0.0, dilation=1, left=0):
@@ -475,6 +596,22 @@ def aot_specs() -> list[KernelSpec]:
             signature.update({k: "constexpr" for k in constexprs})
             label = f"{type_name} BLOCK_C={block_c} BLOCK_T={block_t}"
             specs.append(KernelSpec(_fused_1x1_forward_kernel, signature, constexprs, warps, FUSED_STAGES, label))
+        for block_t in TWO_CONV_BLOCK_TS[dtype]:
+            signature = {
+                **{n: ptr for n in ("x_ptr", "w1_ptr", "b1_ptr", "w2_ptr", "b2_ptr", "res_ptr", "scratch_ptr", "out_ptr")},
+                "slope": "fp32", "channels": "i32", "length": "i32", "taps1": "i32", "dilation": "i32",
+                "left1": "i32", "pad": "i32", "taps2": "i32", "left2": "i32", "halo_chunks": "i32",
+                **{f"stride_{n}": "i32" for n in ("xb", "xc", "xt", "w1o", "w1i", "w1k", "w2o", "w2i", "w2k", "rb", "rc", "rt")},
+            }  # fmt: skip
+            constexprs = {"HALF_DOT": half_dot, "BLOCK_C": TWO_CONV_BLOCK_C, "BLOCK_CI": TWO_CONV_BLOCK_CI,
+                          "BLOCK_T": block_t, "HALO_T": TWO_CONV_HALO_T}  # fmt: skip
+            signature.update({k: "constexpr" for k in constexprs})
+            specs.append(
+                KernelSpec(
+                    _fused_two_conv_forward_kernel, signature, constexprs, _conv_warps(dtype), _conv_stages(dtype),
+                    f"{type_name} BLOCK_T={block_t}",
+                )
+            )  # fmt: skip
         for act_in in (True, False):
             signature = {
                 "g_ptr": ptr, "in_ptr": ptr, "part_ptr": "*fp32", "bias_part_ptr": "*fp32",

@@ -193,19 +193,110 @@ def test_op_matches_composition_fp32(case):
     check_against_composition(x, params, (SLOPES[kind], dilation, padding, causal), grad_out, torch.float32)
 
 
-def test_wide_melgan_and_pointwise_take_the_unfused_launches(monkeypatch):
-    # Channels past the fused kernel's widest tile, and a 1x1 second conv without a shortcut, run
-    # as separate conv launches; shrink the fused limit so that small shapes exercise that path.
+def test_wide_melgan_and_pointwise_take_the_two_conv_kernel(monkeypatch):
+    # Channels past the fused 1x1 kernel's widest tile, and a 1x1 second conv without a shortcut,
+    # run through the two-conv kernel (MelGAN's shortcut as a conv launch first); shrink the fused
+    # limit so that small shapes exercise that path.
     pytest.importorskip("triton")
     from fastgan.kernels import residual_block as kernels
 
     monkeypatch.setattr(kernels, "MAX_FUSED_CHANNELS", 8)
+    spy = _LaunchSpy(kernels._fused_two_conv_forward_kernel)
+    monkeypatch.setattr(kernels, "_fused_two_conv_forward_kernel", spy)
     generator = torch.Generator(device=DEVICE).manual_seed(7)
     for kind, padding, causal in (("melgan", "reflect", False), ("pointwise", "zeros", True)):
         x = torch.randn(2, 20, 33, generator=generator)
         params = make_params(kind, 20, 3, generator=generator)
         grad_out = torch.randn(x.shape, generator=generator)
         check_against_composition(x, params, (0.2, 3, padding, causal), grad_out, torch.float32)
+    assert len(spy.block_ts) == (2 if KERNELS_RUN else 0)
+
+
+class _LaunchSpy:
+    """Stands in for a jit kernel: forwards ``kernel[grid](...)`` and records each launch's BLOCK_T."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.block_ts = []
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def run(*args, **kwargs):
+            self.block_ts.append(kwargs["BLOCK_T"])
+            return launch(*args, **kwargs)
+
+        return run
+
+
+# ResBlock1 steps for the fused two-conv kernel: (channels, kernel_size, dilation, padding, causal,
+# length, batch, BLOCK_T, dtype). Channels past one 32-channel block and not multiples of 16; lengths
+# not multiples of BLOCK_T with the last tile's halo past the end, longer and shorter than one tile,
+# shorter than the kernel; two halo chunks (k = 19 > 17); an even causal kernel; the first conv
+# reflect-padded; every BLOCK_T the launcher can pick for the dtype. The bf16 cases keep the
+# reductions small: the fallback pass's CPU reference rounds z and the gradients to bf16, and at
+# k = 7..11 with 20..36 channels its gradients leave RESIDUAL_BLOCK's bf16 bound (a LeakyReLU gate
+# flipped where bf16 z has the wrong sign); the kernels, accumulating in fp32, stay inside it.
+RESBLOCK1_CASES = [
+    (40, 3, 1, "zeros", False, 45, 2, 32, torch.float32),
+    (33, 5, 3, "zeros", True, 70, 1, 64, torch.float32),
+    (20, 7, 5, "zeros", False, 150, 1, 128, torch.float16),
+    (36, 11, 3, "zeros", True, 77, 1, 64, torch.float16),
+    (12, 3, 1, "zeros", False, 131, 1, 128, torch.bfloat16),
+    (20, 5, 3, "zeros", True, 100, 1, 64, torch.bfloat16),
+    (12, 11, 1, "zeros", True, 9, 2, 32, torch.float32),
+    (17, 11, 3, "zeros", False, 5, 1, 64, torch.float32),
+    (10, 19, 1, "zeros", False, 40, 1, 32, torch.float32),
+    (9, 4, 2, "zeros", True, 23, 2, 32, torch.float32),
+    (24, 5, 2, "reflect", False, 37, 1, 32, torch.float32),
+]
+
+
+def _resblock1_id(case):
+    channels, k, d, padding, causal, length, batch, block_t, dtype = case
+    causal_tag = "-causal" if causal else ""
+    return f"c{channels}-k{k}-d{d}-{padding}{causal_tag}-t{length}-b{batch}-bt{block_t}-{str(dtype)[6:]}"
+
+
+@pytest.mark.parametrize("case", RESBLOCK1_CASES, ids=_resblock1_id)
+def test_resblock1_fused_kernel(case, monkeypatch):
+    # One launch of the two-conv kernel per forward step (at the forced BLOCK_T) where kernels run;
+    # the forward and every gradient against the float64 composition in both passes.
+    pytest.importorskip("triton")
+    from fastgan.kernels import residual_block as kernels
+
+    channels, kernel_size, dilation, padding, causal, length, batch, block_t, dtype = case
+    assert block_t in kernels.TWO_CONV_BLOCK_TS[dtype]  # a configuration aot_specs() compiles
+    spy = _LaunchSpy(kernels._fused_two_conv_forward_kernel)
+    monkeypatch.setattr(kernels, "_fused_two_conv_forward_kernel", spy)
+    monkeypatch.setattr(kernels, "_two_conv_block_t", lambda *_: block_t)
+    generator = torch.Generator(device=DEVICE).manual_seed(8)
+    x = torch.randn(batch, channels, length, generator=generator).to(dtype)
+    params = make_params("resblock1", channels, kernel_size, dtype=dtype, generator=generator)
+    grad_out = torch.randn(x.shape, generator=generator).to(dtype)
+    check_against_composition(x, params, (0.1, dilation, padding, causal), grad_out, dtype)
+    assert spy.block_ts == ([block_t] if KERNELS_RUN else [])
+
+
+def test_resblock1_tile_choice():
+    # The widest tile that still gives TWO_CONV_TARGET_PROGRAMS programs, else the narrowest; fp32
+    # never past 64; every choice a configuration that aot_specs() lists.
+    pytest.importorskip("triton")
+    from fastgan.kernels import residual_block as kernels
+
+    target = kernels.TWO_CONV_TARGET_PROGRAMS
+    assert kernels._two_conv_block_t(1, 128 * target, torch.float16) == 128
+    assert kernels._two_conv_block_t(1, 64 * target, torch.bfloat16) == 64  # 128: target / 2 programs
+    assert kernels._two_conv_block_t(1, 128 * target, torch.float32) == 64
+    assert kernels._two_conv_block_t(16, 1000, torch.float16) == 32
+    listed = {
+        (spec.label.split()[0], spec.constexprs["BLOCK_T"])
+        for spec in kernels.aot_specs()
+        if spec.name == "_fused_two_conv_forward_kernel"
+    }
+    for dtype, name in (("float32", "fp32"), ("float16", "fp16"), ("bfloat16", "bf16")):
+        for batch, length in ((1, 1), (2, 3000), (16, 22050), (64, 22050)):
+            assert (name, kernels._two_conv_block_t(batch, length, getattr(torch, dtype))) in listed
 
 
 @pytest.mark.parametrize("kind", KINDS)
