@@ -233,10 +233,9 @@ class _LaunchSpy:
 # length, batch, BLOCK_T, dtype). Channels past one 32-channel block and not multiples of 16; lengths
 # not multiples of BLOCK_T with the last tile's halo past the end, longer and shorter than one tile,
 # shorter than the kernel; two halo chunks (k = 19 > 17); an even causal kernel; the first conv
-# reflect-padded; every BLOCK_T the launcher can pick for the dtype. The bf16 cases keep the
-# reductions small: the fallback pass's CPU reference rounds z and the gradients to bf16, and at
-# k = 7..11 with 20..36 channels its gradients leave RESIDUAL_BLOCK's bf16 bound (a LeakyReLU gate
-# flipped where bf16 z has the wrong sign); the kernels, accumulating in fp32, stay inside it.
+# reflect-padded; every BLOCK_T the launcher can pick for the dtype. The large-reduction bf16 cases
+# (k = 7..11, 20..36 channels) once caught the CPU reference rounding z to bf16 between its convs
+# (a LeakyReLU gate flipped where bf16 z had the wrong sign); it now computes in fp32 like the kernels.
 RESBLOCK1_CASES = [
     (40, 3, 1, "zeros", False, 45, 2, 32, torch.float32),
     (33, 5, 3, "zeros", True, 70, 1, 64, torch.float32),
@@ -244,6 +243,8 @@ RESBLOCK1_CASES = [
     (36, 11, 3, "zeros", True, 77, 1, 64, torch.float16),
     (12, 3, 1, "zeros", False, 131, 1, 128, torch.bfloat16),
     (20, 5, 3, "zeros", True, 100, 1, 64, torch.bfloat16),
+    (20, 7, 5, "zeros", False, 150, 1, 128, torch.bfloat16),
+    (36, 11, 3, "zeros", True, 77, 1, 64, torch.bfloat16),
     (12, 11, 1, "zeros", True, 9, 2, 32, torch.float32),
     (17, 11, 3, "zeros", False, 5, 1, 64, torch.float32),
     (10, 19, 1, "zeros", False, 40, 1, 32, torch.float32),

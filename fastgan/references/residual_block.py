@@ -15,13 +15,15 @@ into ``F.conv1d``), the LeakyReLU on the fresh conv output runs in place, the re
 place, and MelGAN's two 1x1 convs (of ``h`` and of ``x``) are two GEMMs accumulating into one
 output buffer (measured faster on CPU than oneDNN's 1x1 conv, and than one GEMM over [h; x]).
 The backward recomputes the forward's intermediates (none are kept between the passes) and runs
-each conv's backward once.
+each conv's backward once. fp16/bf16 on CPU compute in fp32 and round once (as the kernels do).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from fastgan.references._precision import cpu_compute_dtype
 
 PADDINGS = ("reflect", "replicate", "zeros")
 
@@ -81,6 +83,10 @@ def _forward_fast(x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_b
     return out.add_(x)
 
 
+def _cast(tensors, dtype: torch.dtype) -> list:
+    return [None if t is None else t.to(dtype) for t in tensors]
+
+
 def _add_bias(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     if a is None:
         return b
@@ -103,6 +109,9 @@ def leaky_dilated_residual_reference(
     """One residual step (see the module docstring); ``x`` (B, C, T), weights (C, C, k)."""
     args = (x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias)
     config = (negative_slope, dilation, padding, causal)
+    work = cpu_compute_dtype(x)
+    if work != x.dtype:  # half precision on CPU: fp32 throughout, one rounding
+        return leaky_dilated_residual_reference(*_cast(args, work), *config).to(x.dtype)
     # The custom op's forward never runs under autograd; a direct caller with gradients gets the
     # plain (out-of-place) composition.
     if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args)):
@@ -146,6 +155,13 @@ def leaky_dilated_residual_backward_reference(
     Recomputes the forward's intermediates (the op keeps none between passes), then runs each
     conv's backward once (input and weight gradients together).
     """
+    args = (x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias)
+    work = cpu_compute_dtype(x)
+    if work != x.dtype:  # half precision on CPU: fp32 throughout, each gradient rounded once
+        grads = leaky_dilated_residual_backward_reference(
+            grad_out.to(work), *_cast(args, work), negative_slope, dilation, padding, causal
+        )
+        return [None if g is None else g.to(t.dtype) for g, t in zip(grads, args, strict=True)]
     length = x.shape[2]
     left, right = pad_amounts(weight1.shape[2], dilation, causal)
     mode = "constant" if padding == "zeros" else padding

@@ -37,6 +37,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from fastgan.references._precision import cpu_compute_dtype
+
 SQRT_HALF = math.sqrt(0.5)
 # Single-threaded CPU inference runs a block per time chunk of this many samples (_forward_chunked).
 CPU_CHUNK = 2048
@@ -48,13 +50,6 @@ def conv_padding(kernel_size: int, dilation: int, causal: bool) -> tuple[int, in
         return (kernel_size - 1) * dilation, 0
     half = (kernel_size - 1) // 2 * dilation
     return half, half
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    # PyTorch's CPU half-precision GEMMs are slow and round every partial result: compute in fp32.
-    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
-        return torch.float32
-    return x.dtype
 
 
 def _conv_input(x: torch.Tensor, kernel_size: int, dilation: int, causal: bool) -> tuple[torch.Tensor, int]:
@@ -149,7 +144,7 @@ def wavenet_block_reference(
     (R, H, 1); w_skip (S, H) or (S, H, 1); biases 1-D or None.
     """
     dtype = x.dtype
-    work = _compute_dtype(x)
+    work = cpu_compute_dtype(x)
     cast = lambda t: None if t is None else t.to(work)
     x_w, c_w = x.to(work), cast(c)
     w_conv, b_conv, w_aux = w_conv.to(work), cast(b_conv), cast(_as_matrix(w_aux))
@@ -253,7 +248,7 @@ def wavenet_block_backward_reference(
     the weights' shapes (w_aux/w_out/w_skip as given, 2-D or 3-D).
     """
     dtype = x.dtype
-    work = _compute_dtype(x)
+    work = cpu_compute_dtype(x)
     cast = lambda t: None if t is None else t.to(work)
     shapes = {"w_aux": None if w_aux is None else w_aux.shape, "w_out": w_out.shape, "w_skip": w_skip.shape}
     x_w, c_w = x.to(work), cast(c)
