@@ -93,7 +93,7 @@ DEFAULTS = {
     "log_interval_steps": 100,
     "keep_checkpoints": 3,
     "seed": 1,
-    "amp": None,  # "bf16": bf16 autocast of the model forwards on CUDA
+    "amp": None,  # "bf16": bf16 autocast of the model forwards (CUDA, or CPU where it is asked for)
     # WGAN-GP family (fastgan keys)
     "critic_steps": L.WGAN_CRITIC_STEPS,
     "gradient_penalty_weight": L.WGAN_GP_WEIGHT,
@@ -167,6 +167,8 @@ def load_config(path: str | os.PathLike | dict, overrides: dict | None = None) -
         )
     if config["generator_type"] not in WGAN_GENERATORS and "discriminator_type" not in config:
         raise ConfigError(f"{name}: missing required config key: discriminator_type")
+    if config["amp"] not in (None, "bf16"):
+        raise ConfigError(f"{name}: amp={config['amp']!r}: use bf16 (autocast of the model forwards) or leave it out")
     return config
 
 
@@ -483,9 +485,8 @@ class Trainer:
         return model.module if hasattr(model, "module") else model
 
     def _autocast(self):
-        if self.config["amp"] == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast(self.device.type, enabled=False)
+        # Losses and optimiser steps stay outside: the STFT loss computes in fp32 under autocast anyway.
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config["amp"] == "bf16")
 
     # -- checkpoints --------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

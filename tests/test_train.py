@@ -7,6 +7,7 @@ Models are shrunk to a few thousand parameters (the bundled configs with smaller
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -89,6 +90,26 @@ def test_vocoder_few_steps_reduce_loss_and_checkpoint_loads(name, small_corpus, 
             torch.testing.assert_close(generator(z, mel), ours(z, mel), rtol=0, atol=0)
         else:
             torch.testing.assert_close(generator(mel), ours(mel), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["melgan", "parallel_wavegan"])
+def test_bf16_autocast_steps_reduce_loss(name, small_corpus, tmp_path):
+    # amp: bf16 runs the model forwards under bf16 autocast (the GPU setting, here on CPU): losses stay finite,
+    # the parameters stay fp32, and training still reduces the validation distance.
+    config = tiny_config(name, amp="bf16", discriminator_train_start_steps=2, generator_optimizer_params={"lr": 2e-3},
+                         discriminator_optimizer_params={"lr": 2e-3})  # fmt: skip
+    trainer = Trainer(
+        config, small_corpus / "train", tmp_path, valid=small_corpus / "valid", device="cpu", progress=False
+    )
+    with trainer._autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    before = trainer.validate()
+    trainer.train(max_steps=5)
+    after = trainer.validate()
+    assert math.isfinite(after) and after < before, f"{name}: validation STFT distance {before:.4f} -> {after:.4f}"
+    assert all(p.dtype == torch.float32 for p in trainer._module("generator").parameters())
+    with pytest.raises(ConfigError, match="amp='fp16'"):
+        tiny_config(name, amp="fp16")
 
 
 @pytest.mark.parametrize("name", WGANS)
