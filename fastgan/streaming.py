@@ -15,7 +15,8 @@ pointwise activations, ``ConvTranspose1d`` (torch's or fastgan's with a fused Le
 MelGAN's causal transposed conv, MelGAN's ``ResidualStack``, HiFi-GAN's residual blocks and
 multi-receptive-field sum, Parallel WaveGAN's conditioning upsampler and WaveNet stack, and PQMF
 synthesis. MelGAN, Multi-band MelGAN, HiFi-GAN and Parallel WaveGAN (fastgan's or parallel_wavegan
-0.6.1's classes — the module trees are the same) are wired from them.
+0.6.1's classes — the module trees are the same) are wired from them; their causal variants
+(``use_causal_conv=True``: MelGAN, Parallel WaveGAN) stream with no look-ahead at all.
 
 The state of every node depends only on the shapes of its cached tensors, so in steady state a
 fixed-size chunk step always has the same shapes: on CUDA :meth:`StreamingVocoder.capture` records
@@ -676,10 +677,10 @@ class StreamingVocoder:
             acw = int(getattr(model, "aux_context_window", 0))
             upsample = up
             if hasattr(up, "conv_in"):
-                if getattr(up, "use_causal_conv", False):
-                    raise ValueError("StreamingVocoder: causal Parallel WaveGAN is not supported")
-                # inference() replicate-pads the features by the context window on both sides.
-                feature_nodes.append(_Conv(_weights(up.conv_in)[0], None, 1, acw, acw, "replicate"))
+                # inference() replicate-pads the features by the context window on both sides; the causal
+                # context conv (acw + 1 taps) drops its last acw outputs, so it reads the left padding only.
+                right = 0 if getattr(up, "use_causal_conv", False) else acw
+                feature_nodes.append(_Conv(_weights(up.conv_in)[0], None, 1, acw, right, "replicate"))
                 upsample = up.upsample
             layers = list(upsample.up_layers)
             causal = bool(getattr(upsample, "use_causal_conv", False))
@@ -706,8 +707,11 @@ class StreamingVocoder:
         layers = []
         for block in model.conv_layers:
             if getattr(block, "use_causal_conv", False):
-                raise ValueError("StreamingVocoder: causal Parallel WaveGAN is not supported")
-            conv = _conv1d_node(block.conv)
+                # padded (k - 1) * d on both sides, the right part cropped: the left padding alone
+                w, b = _weights(block.conv)
+                conv = _Conv(w, b, block.conv.dilation[0], block.conv.padding[0], 0, "zeros")
+            else:
+                conv = _conv1d_node(block.conv)
             aux = _weights(block.conv1x1_aux)[0] if block.conv1x1_aux is not None else None
             layers.append((conv, aux, *_weights(block.conv1x1_out), *_weights(block.conv1x1_skip)))
         last = _sequence_nodes(model.last_conv_layers)

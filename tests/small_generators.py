@@ -49,4 +49,16 @@ def small_generators():
             skip_channels=8,
             upsample_params={"upsample_scales": [2, 3]},
         ),  # fmt: skip
+        "pwg-causal": lambda: ParallelWaveGANGenerator(
+            aux_channels=MEL,
+            layers=4,
+            stacks=2,
+            residual_channels=8,
+            gate_channels=16,
+            skip_channels=8,
+            kernel_size=2,
+            aux_context_window=2,
+            use_causal_conv=True,
+            upsample_params={"upsample_scales": [2, 3]},
+        ),  # fmt: skip
     }

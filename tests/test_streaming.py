@@ -89,8 +89,9 @@ def test_lookahead_is_what_the_stream_holds_back(name):
     assert vocoder.lookahead_samples > 0
 
 
-def test_causal_melgan_has_no_lookahead():
-    generator = small_generators()["melgan-causal"]().to(DEVICE).eval()
+@pytest.mark.parametrize("name", ["melgan-causal", "pwg-causal"])
+def test_causal_generators_have_no_lookahead(name):
+    generator = small_generators()[name]().to(DEVICE).eval()
     assert StreamingVocoder(generator).lookahead_samples == 0
 
 
@@ -164,11 +165,26 @@ def test_cuda_graph_step_equals_eager(name):
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize("kind", ["MelGANGenerator", "HiFiGANGenerator", "ParallelWaveGANGenerator"])
+@pytest.mark.parametrize(
+    "kind", ["MelGANGenerator", "HiFiGANGenerator", "ParallelWaveGANGenerator", "ParallelWaveGANGenerator-causal"]
+)
 def test_parallel_wavegan_models_stream_exactly(kind):
     """The streaming nodes are built from the module tree, so parallel_wavegan's own classes stream too."""
     models = parallel_wavegan("models")
+    causal_pwg = dict(
+        aux_channels=MEL,
+        layers=4,
+        stacks=2,
+        residual_channels=8,
+        gate_channels=16,
+        skip_channels=8,
+        kernel_size=2,
+        aux_context_window=2,
+        use_causal_conv=True,
+        upsample_params={"upsample_scales": [2, 3]},
+    )
     kwargs = {
+        "ParallelWaveGANGenerator-causal": causal_pwg,
         "MelGANGenerator": dict(in_channels=MEL, channels=16, upsample_scales=[4, 2]),
         "HiFiGANGenerator": dict(
             in_channels=MEL,
@@ -188,9 +204,11 @@ def test_parallel_wavegan_models_stream_exactly(kind):
             upsample_params={"upsample_scales": [2, 3]},
         ),  # fmt: skip
     }[kind]
-    generator = getattr(models, kind)(**kwargs).to(DEVICE).eval()
+    generator = getattr(models, kind.removesuffix("-causal"))(**kwargs).to(DEVICE).eval()
     mel, noise = _inputs(generator)
     expected = _whole(generator, mel, noise)
+    if kind.endswith("-causal"):
+        assert StreamingVocoder(generator).lookahead_samples == 0
     for chunk in (1, 7):
         actual, _ = _streamed(generator, mel, chunk, noise)
         assert_close_scaled(actual, expected, REDUCTION, torch.float32)
