@@ -103,3 +103,8 @@ def reference_runs_eagerly(tensor: torch.Tensor, op: str) -> bool:
     per-layer calls of CPU inference. Under torch.compile the custom op always runs.
     """
     return not torch.compiler.is_compiling() and not use_triton(tensor, op)
+
+
+def needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd will record a call on these tensors."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

@@ -53,7 +53,9 @@ def leaky_dilated_residual(
     for the dilated conv: both sides by (k - 1) * dilation / 2, or all on the left when ``causal``.
     ``x`` (B, C, T) and every weight share one float dtype (fp32/fp16/bf16) and device.
     """
-    return torch.ops.fastgan.leaky_dilated_residual(
+    from fastgan.ops import residual_block as op
+
+    return op.leaky_dilated_residual(
         x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
         float(negative_slope), int(dilation), padding, bool(causal),
     )  # fmt: skip
@@ -134,8 +136,10 @@ def wavenet_block(
     x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum = autocast_inputs(
         x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum
     )
+    from fastgan.ops import wavenet_block as op
+
     with without_autocast(x):
-        return torch.ops.fastgan.wavenet_block(
+        return op.wavenet_block(
             x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum,
             int(dilation), bool(causal),
         )  # fmt: skip

@@ -206,3 +206,39 @@ def _backward(ctx, grad_out):
 
 
 leaky_dilated_residual_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def leaky_dilated_residual(
+    x: torch.Tensor,
+    weight1: torch.Tensor,
+    bias1: torch.Tensor | None,
+    weight2: torch.Tensor | None,
+    bias2: torch.Tensor | None,
+    shortcut_weight: torch.Tensor | None,
+    shortcut_bias: torch.Tensor | None,
+    negative_slope: float,
+    dilation: int,
+    padding: str,
+    causal: bool,
+) -> torch.Tensor:
+    """The functional form's entry: the custom op, or -- in eager inference where the reference runs anyway --
+    the reference itself after the same checks, skipping the custom op's dispatch (~0.1-0.3 ms a call on CPU,
+    several percent of a MelGAN's CPU inference). With autograd the op runs (its backward recomputes, keeping
+    no intermediates). The values are the op's reference path's."""
+    args = (
+        x,
+        weight1,
+        bias1,
+        weight2,
+        bias2,
+        shortcut_weight,
+        shortcut_bias,
+        negative_slope,
+        dilation,
+        padding,
+        causal,
+    )
+    if not _backend.needs_grad(*args[:7]) and _backend.reference_runs_eagerly(x, OP):
+        check_inputs(*args)
+        return leaky_dilated_residual_reference(*args).contiguous()
+    return leaky_dilated_residual_op(*args)

@@ -212,3 +212,26 @@ def _backward(ctx, grad_x_out, grad_skip):
 
 
 wavenet_block_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def wavenet_block(
+    x: torch.Tensor,
+    c: torch.Tensor | None,
+    w_conv: torch.Tensor,
+    b_conv: torch.Tensor | None,
+    w_aux: torch.Tensor | None,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor | None,
+    w_skip: torch.Tensor,
+    b_skip: torch.Tensor | None,
+    skip_sum: torch.Tensor | None,
+    dilation: int,
+    causal: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The functional form's entry: the custom op, or -- in eager inference where the reference runs anyway --
+    the reference itself after the same checks (no custom-op dispatch for each of PWG's 30 layers)."""
+    args = (x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip, skip_sum, dilation, causal)
+    if not _backend.needs_grad(*args[:10]) and _backend.reference_runs_eagerly(x, OP):
+        check_inputs(*args)
+        return wavenet_block_reference(*args)
+    return wavenet_block_op(*args)
