@@ -98,8 +98,7 @@ def stretch_conv1d(c: torch.Tensor, taps: torch.Tensor, causal: bool, negative_s
     skipping the custom op's dispatch. With autograd the op runs: its explicit backward beats
     torch's autograd through the reference's broadcasts. The values are the op's reference path's.
     """
-    needs_grad = torch.is_grad_enabled() and (c.requires_grad or taps.requires_grad)
-    if not needs_grad and _backend.reference_runs_eagerly(c, OP):
+    if not _backend.needs_grad(c, taps) and _backend.reference_runs_eagerly(c, OP):
         check_inputs(c, taps, negative_slope)
         return stretch_conv1d_reference(c, taps, causal, negative_slope)
     return stretch_conv1d_op(c, taps, causal, negative_slope)
