@@ -100,9 +100,13 @@ def reference_runs_eagerly(tensor: torch.Tensor, op: str) -> bool:
 
     An op's entry function may then call the reference directly (after the same input checks):
     that skips the custom op's dispatch (~70 us a call on CPU), which matters for the small
-    per-layer calls of CPU inference. Under torch.compile the custom op always runs.
+    per-layer calls of CPU inference. Under torch.compile and tracing (ONNX export) the custom op always runs.
     """
-    return not torch.compiler.is_compiling() and not use_triton(tensor, op)
+    if (
+        torch.compiler.is_compiling() or torch.jit.is_tracing()
+    ):  # graph capture sees the op (ONNX export: its traceable form)
+        return False
+    return not use_triton(tensor, op)
 
 
 def needs_grad(*tensors: torch.Tensor | None) -> bool:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 MEL = 12
+# Parallel WaveGAN's (fastgan's and parallel_wavegan's classes take the same arguments).
+PWG = dict(aux_channels=MEL, layers=4, stacks=2, residual_channels=8, gate_channels=16, skip_channels=8,
+           upsample_params={"upsample_scales": [2, 3]})  # fmt: skip
+PWG_CAUSAL = dict(PWG, kernel_size=2, aux_context_window=2, use_causal_conv=True)
 
 
 def small_generators():
@@ -40,25 +44,6 @@ def small_generators():
             resblock_dilations=[(1, 2), (2, 6)],
             use_additional_convs=False,
         ),  # fmt: skip
-        "pwg": lambda: ParallelWaveGANGenerator(
-            aux_channels=MEL,
-            layers=4,
-            stacks=2,
-            residual_channels=8,
-            gate_channels=16,
-            skip_channels=8,
-            upsample_params={"upsample_scales": [2, 3]},
-        ),  # fmt: skip
-        "pwg-causal": lambda: ParallelWaveGANGenerator(
-            aux_channels=MEL,
-            layers=4,
-            stacks=2,
-            residual_channels=8,
-            gate_channels=16,
-            skip_channels=8,
-            kernel_size=2,
-            aux_context_window=2,
-            use_causal_conv=True,
-            upsample_params={"upsample_scales": [2, 3]},
-        ),  # fmt: skip
+        "pwg": lambda: ParallelWaveGANGenerator(**PWG),
+        "pwg-causal": lambda: ParallelWaveGANGenerator(**PWG_CAUSAL),
     }

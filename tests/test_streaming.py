@@ -14,7 +14,7 @@ import torch
 from fastgan import StreamingVocoder
 from tests.conftest import DEVICE, INTERPRETER
 from tests.oracle import parallel_wavegan
-from tests.small_generators import MEL, small_generators
+from tests.small_generators import MEL, PWG, PWG_CAUSAL, small_generators
 from tests.tolerances import REDUCTION, assert_close_scaled
 
 FRAMES = 23
@@ -171,20 +171,8 @@ def test_cuda_graph_step_equals_eager(name):
 def test_parallel_wavegan_models_stream_exactly(kind):
     """The streaming nodes are built from the module tree, so parallel_wavegan's own classes stream too."""
     models = parallel_wavegan("models")
-    causal_pwg = dict(
-        aux_channels=MEL,
-        layers=4,
-        stacks=2,
-        residual_channels=8,
-        gate_channels=16,
-        skip_channels=8,
-        kernel_size=2,
-        aux_context_window=2,
-        use_causal_conv=True,
-        upsample_params={"upsample_scales": [2, 3]},
-    )
     kwargs = {
-        "ParallelWaveGANGenerator-causal": causal_pwg,
+        "ParallelWaveGANGenerator-causal": PWG_CAUSAL,
         "MelGANGenerator": dict(in_channels=MEL, channels=16, upsample_scales=[4, 2]),
         "HiFiGANGenerator": dict(
             in_channels=MEL,
@@ -194,15 +182,7 @@ def test_parallel_wavegan_models_stream_exactly(kind):
             resblock_kernel_sizes=(3, 5),
             resblock_dilations=[(1, 3), (1, 3)],
         ),  # fmt: skip
-        "ParallelWaveGANGenerator": dict(
-            aux_channels=MEL,
-            layers=4,
-            stacks=2,
-            residual_channels=8,
-            gate_channels=16,
-            skip_channels=8,
-            upsample_params={"upsample_scales": [2, 3]},
-        ),  # fmt: skip
+        "ParallelWaveGANGenerator": PWG,
     }[kind]
     generator = getattr(models, kind.removesuffix("-causal"))(**kwargs).to(DEVICE).eval()
     mel, noise = _inputs(generator)
