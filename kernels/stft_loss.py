@@ -444,15 +444,11 @@ def _stft_frames_kernel(
 
 
 @triton.jit
-def _stft_fft_sums_kernel(
-    spec_ptr, partial_ptr, total_frames, n_bins, eps, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr
-):  # fmt: skip
-    """Partial loss sums from the (2 · total, n_bins, 2) spectra of x then y (torch.fft.rfft's output)."""
-    pid_m = tl.program_id(0)
-    pid_f = tl.program_id(1)
-    eps = tl.cast(eps, tl.float32)
-    m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    k = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
+def _rfft_spectra_tile(spec_ptr, total_frames, n_bins, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr):
+    """This program's (frames x bins) tile of the x and y spectra (rfft output, (re, im) pairs; y's after all of
+    x's): the bin indices, the mask, the offsets into either half, y's start, and x_re, x_im, y_re, y_im."""
+    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    k = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
     valid = (m < total_frames)[:, None] & (k < n_bins)[None, :]
     offsets = (m[:, None].to(tl.int64) * n_bins + k[None, :]) * 2
     target = total_frames.to(tl.int64) * n_bins * 2
@@ -460,6 +456,18 @@ def _stft_fft_sums_kernel(
     xi = tl.load(spec_ptr + offsets + 1, mask=valid, other=0.0)
     yr = tl.load(spec_ptr + target + offsets, mask=valid, other=0.0)
     yi = tl.load(spec_ptr + target + offsets + 1, mask=valid, other=0.0)
+    return k, valid, offsets, target, xr, xi, yr, yi
+
+
+@triton.jit
+def _stft_fft_sums_kernel(
+    spec_ptr, partial_ptr, total_frames, n_bins, eps, BLOCK_M: tl.constexpr, BLOCK_F: tl.constexpr
+):  # fmt: skip
+    """Partial loss sums from the (2 · total, n_bins, 2) spectra of x then y (torch.fft.rfft's output)."""
+    pid_m = tl.program_id(0)
+    pid_f = tl.program_id(1)
+    eps = tl.cast(eps, tl.float32)
+    k, valid, offsets, target, xr, xi, yr, yi = _rfft_spectra_tile(spec_ptr, total_frames, n_bins, BLOCK_M, BLOCK_F)
     s0, s1, s2, s3 = _sum_terms(xr * xr + xi * xi, yr * yr + yi * yi, valid, eps)
     out = partial_ptr + (pid_m * tl.num_programs(1) + pid_f) * 4
     tl.store(out + 0, s0)
@@ -475,22 +483,12 @@ def _stft_fft_spectrum_grad_kernel(
 ):  # fmt: skip
     """Z such that irfft(Z, n_fft) is d(loss)/d(windowed frame): N · G_k, halved for 0 < k < N/2 (every bin but
     DC and, for an even N, Nyquist)."""
-    pid_m = tl.program_id(0)
-    pid_f = tl.program_id(1)
     eps = tl.cast(eps, tl.float32)
     g0 = tl.load(grad_sums_ptr + 0)
     g1 = tl.load(grad_sums_ptr + 1)
     g2 = tl.load(grad_sums_ptr + 2)
     g3 = tl.load(grad_sums_ptr + 3)
-    m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    k = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
-    valid = (m < total_frames)[:, None] & (k < n_bins)[None, :]
-    offsets = (m[:, None].to(tl.int64) * n_bins + k[None, :]) * 2
-    target = total_frames.to(tl.int64) * n_bins * 2
-    xr = tl.load(spec_ptr + offsets, mask=valid, other=0.0)
-    xi = tl.load(spec_ptr + offsets + 1, mask=valid, other=0.0)
-    yr = tl.load(spec_ptr + target + offsets, mask=valid, other=0.0)
-    yi = tl.load(spec_ptr + target + offsets + 1, mask=valid, other=0.0)
+    k, valid, offsets, target, xr, xi, yr, yi = _rfft_spectra_tile(spec_ptr, total_frames, n_bins, BLOCK_M, BLOCK_F)
     cx, cy = _power_grads(xr * xr + xi * xi, yr * yr + yi * yi, g0, g1, g2, g3, eps)
     scale = tl.where((k > 0) & (2 * k < n_fft), 0.5, 1.0)[None, :] * tl.cast(n_fft, tl.float32)
     tl.store(spec_grad_ptr + offsets, cx * scale * xr, mask=valid)
