@@ -15,7 +15,9 @@ Two families share the loop (:class:`Trainer`):
 Checkpoints (``checkpoint-<steps>steps.pkl``, parallel_wavegan's layout: ``model``/``optimizer``/``scheduler``/
 ``steps`` plus fastgan's ``rng``, ``samples``, ``config``, ``stats``) are written to a temporary file and renamed;
 ``resume=True`` restores models, optimisers, schedulers, RNG states and the data position, so a resumed run
-matches an uninterrupted one. A non-finite loss stops the run before any parameter update with
+matches an uninterrupted one. SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) stops the run after the
+step in progress, with a checkpoint at that step (a second SIGINT stops at once). A non-finite loss stops the run
+before any parameter update with
 :class:`NonFiniteLossError` naming the step and the loss; no checkpoint is written after it. Losses go to a
 progress bar, ``losses.csv`` and, when the ``tensorboard`` package is installed, TensorBoard scalars.
 Multi-GPU / multi-node: launch with ``torchrun``; DistributedDataParallel, per-rank data streams, rank-0 logging
@@ -31,7 +33,9 @@ import math
 import os
 import random
 import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -769,15 +773,34 @@ class Trainer:
         self._optimize("generator", gen_loss)
         return values
 
-    def _out_of_time(self, mine: bool) -> bool:
-        """Every rank stops at the same step: rank 0's clock decides."""
+    def _should_stop(self, out_of_time: bool, interrupted: bool) -> tuple[bool, bool]:
+        """(out of time, interrupted), agreed by every rank so that all stop at the same step: rank 0's clock
+        decides the first; a signal that reached any rank, the second."""
         if not self.distributed:
-            return mine
+            return out_of_time, interrupted
         import torch.distributed as dist
 
-        flag = torch.tensor([1.0 if mine else 0.0], device=self.device)
-        dist.broadcast(flag, 0)
-        return bool(flag.item())
+        flags = torch.tensor([float(out_of_time and self.is_main), float(interrupted)], device=self.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return bool(flags[0].item()), bool(flags[1].item())
+
+    def _install_stop_handlers(self) -> dict:
+        """SIGINT/SIGTERM set ``self._stop_signal`` (the loop then stops after the step in progress and saves); a
+        second SIGINT raises KeyboardInterrupt as usual. Returns the previous handlers (main thread only)."""
+        self._stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum, frame):
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            log.warning("%s: stopping after step %d, with a checkpoint", signal.Signals(signum).name, self.steps + 1)
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, request_stop)
+        return previous
 
     # -- validation ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -855,11 +878,14 @@ class Trainer:
         counts: dict[str, int] = {}
         start_time = time.perf_counter()
         interval_start, interval_steps = start_time, 0
-        last_saved, out_of_time, saved_at = None, False, None
+        last_saved, out_of_time, interrupted, saved_at = None, False, False, None
+        previous_handlers = self._install_stop_handlers()
         try:
             while self.steps < end:
-                if max_seconds is not None and self._out_of_time(time.perf_counter() - start_time > max_seconds):
-                    out_of_time = True
+                late = max_seconds is not None and time.perf_counter() - start_time > max_seconds
+                if max_seconds is not None or self.distributed or self._stop_signal is not None:
+                    out_of_time, interrupted = self._should_stop(late, self._stop_signal is not None)
+                if out_of_time or interrupted:
                     break
                 values = step_fn(it)
                 self.steps += 1
@@ -892,16 +918,19 @@ class Trainer:
                 if self.steps % c["save_interval_steps"] == 0 or self.steps == end:
                     last_saved, saved_at = self.save_checkpoint(), self.steps
         finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             if bar is not None:
                 bar.close()
             if self._writer is not None:
                 self._writer.close()
-        if out_of_time and saved_at != self.steps:  # every rank (the RNG gather)
+        if (out_of_time or interrupted) and saved_at != self.steps:  # every rank (the RNG gather)
             last_saved = self.save_checkpoint()
         return {
             "steps": self.steps,
             "checkpoint": None if last_saved is None else str(last_saved),
             "seconds": time.perf_counter() - start_time,
+            "interrupted": interrupted,
         }
 
 
@@ -940,7 +969,9 @@ def _cmd_train(args) -> int:
         return 2
     if trainer.is_main:
         print(f"trained to step {summary['steps']} in {summary['seconds']:.1f} s; checkpoint {summary['checkpoint']}")
-    return 0
+        if summary["interrupted"]:
+            print("fastgan train: interrupted; --resume continues from that checkpoint", file=sys.stderr)
+    return 1 if summary["interrupted"] else 0
 
 
 def _cmd_preprocess(args) -> int:

@@ -202,6 +202,69 @@ def test_killed_process_resumes_to_the_uninterrupted_result(small_corpus, tmp_pa
         assert torch.equal(state["model"][model][key], params), f"{name} differs after kill at {killed_at} and resume"
 
 
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(small_corpus, tmp_path):
+    """SIGINT during step 3 (of 10; checkpoints every 1000 steps): the step finishes, a checkpoint of step 3 is
+    written, the handlers are restored, and resuming to step 5 equals an uninterrupted 5-step run."""
+    config = tiny_config("melgan", discriminator_train_start_steps=1, save_interval_steps=1000)
+    data = small_corpus / "train"
+    trainer = Trainer(config, data, tmp_path / "stopped", device="cpu", progress=False)
+    step, calls = trainer._vocoder_step, []
+
+    def step_then_signal(it):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step, as a Ctrl-C would
+        return step(it)
+
+    trainer._vocoder_step = step_then_signal
+    before = signal.getsignal(signal.SIGINT)
+    summary = trainer.train(max_steps=10)
+    assert summary["interrupted"] and summary["steps"] == 3 and len(calls) == 3
+    assert Path(summary["checkpoint"]).name == "checkpoint-3steps.pkl"
+    assert signal.getsignal(signal.SIGINT) is before
+    resumed = Trainer(config, data, tmp_path / "stopped", device="cpu", progress=False, resume=True)
+    assert resumed.steps == 3
+    resumed.train(max_steps=5)
+    full = Trainer(config, data, tmp_path / "full", device="cpu", progress=False)
+    full.train(max_steps=5)
+    for name, params in _params(full).items():
+        assert torch.equal(_params(resumed)[name], params), f"{name} differs after Ctrl-C at step 3 and resume"
+
+
+def test_sigterm_stops_the_cli_with_a_checkpoint(small_corpus, tmp_path):
+    """A scheduler's SIGTERM to `fastgan train`: exit status 1 after the step in progress, with its checkpoint."""
+    import yaml
+
+    config = tiny_config("melgan", discriminator_train_start_steps=1, save_interval_steps=1000, train_max_steps=1000)
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump({k: v for k, v in config.items() if not k.startswith("_")}))
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastgan",
+        "train",
+        "--config",
+        str(config_path),
+        "--data",
+        str(small_corpus / "train"),
+    ]
+    proc = subprocess.Popen([*cmd, "--out", str(out), "--no-progress"], env=env, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    csv_path = out / "losses.csv"
+    while proc.poll() is None and time.time() < deadline:  # two logged steps: the loop is running
+        if csv_path.exists() and len(csv_path.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 1, err.decode()[-2000:]
+    assert "interrupted; --resume continues" in err.decode()
+    state = torch.load(latest_checkpoint(out), weights_only=False)
+    assert state["steps"] >= 2 and state["steps"] == len(csv_path.read_text().splitlines()) - 1
+
+
 def test_non_finite_loss_stops_without_a_broken_checkpoint(small_corpus, tmp_path):
     # lambda_adv = NaN: steps 0-1 (no adversarial term) are fine and checkpointed; step 2 must stop the run.
     config = tiny_config("melgan", discriminator_train_start_steps=1, save_interval_steps=1, lambda_adv=float("nan"))
