@@ -47,9 +47,11 @@ def train(
     started = time.perf_counter()
     if adversarial_start is None and trainer.config["discriminator_train_start_steps"] >= 10**9:
         first = trainer.train(max_seconds=budget * (1.0 - adversarial_fraction))
+        if first["interrupted"]:  # Ctrl-C / SIGTERM: the checkpoint is written, no second phase
+            first["valid_stft_distance"] = None
+            return first
         trainer.config["discriminator_train_start_steps"] = trainer.steps  # adversarial from here on
         print(f"adversarial training from step {trainer.steps}", file=sys.stderr)
-        del first
     summary = trainer.train(max_seconds=max(0.0, budget - (time.perf_counter() - started)))
     summary["valid_stft_distance"] = trainer.validate()
     summary["adversarial_from_step"] = trainer.config["discriminator_train_start_steps"]
