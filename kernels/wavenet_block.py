@@ -42,7 +42,7 @@ from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec
 from fastgan import _backend
 
 SQRT_HALF = math.sqrt(0.5)
-# Output-channel block (H, R, S all <= CH) -> (half-precision time tile, fp32 time tile, warps).
+# Output-channel block (H, R <= CH; S is streamed) -> (half-precision time tile, fp32 time tile, warps).
 # Two CH x BLOCK_T fp32 accumulators (the gate halves) stay on chip, plus two CH x BLOCK_K weight
 # operands per dot step. The time tile shrinks as CH grows so each block keeps the same register
 # budget: 2 x CH x BLOCK_T = 8192 accumulator values per program in fp16/bf16, 4096 in fp32 (its
@@ -329,15 +329,16 @@ def _wavenet_block_weight_grad_kernel(
 # Launchers
 
 
-def channel_block(half: int, residual: int, skip: int) -> int:
-    """The CH constexpr: the smallest listed block holding H, R and S."""
-    need = max(half, residual, skip)
+def channel_block(half: int, residual: int, skip: int = 0) -> int:
+    """The CH constexpr: the smallest listed block holding H and R. The skip channels are not held on chip
+    (the skip 1x1 conv and its transpose stream them BLOCK_K rows at a time), so any S fits."""
+    need = max(half, residual)
     for ch in sorted(CHANNEL_BLOCKS):
         if need <= ch:
             return ch
     raise ValueError(
-        f"fastgan::wavenet_block: the kernels hold at most {max(CHANNEL_BLOCKS)} channels per dimension "
-        f"(gate_channels // 2, residual, skip), need {need}"
+        f"fastgan::wavenet_block: the kernels hold at most {max(CHANNEL_BLOCKS)} channels of gate_channels // 2 "
+        f"and of residual_channels, need {need}"
     )
 
 

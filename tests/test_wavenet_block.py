@@ -132,6 +132,7 @@ CASES = [
     (2, 72, 144, 80, 0, 5, 3, True, 23),
     (1, 20, 36, 100, 7, 3, 5, True, 29),  # only the skip channels over 64
     (1, 40, 256, 24, 9, 3, 4, True, 21),  # H = 128 exactly, the block's edge
+    (1, 12, 24, 136, 5, 3, 2, False, 19),  # skip channels over 128: streamed, not held on chip
 ]
 
 
@@ -494,7 +495,7 @@ class TestBadInput:
             p = make_params(8, 2 * 130, 8, 0, 3)
             with pytest.raises(
                 fastgan._backend.BackendUnavailableError,
-                match=r"at most 128 channels per dimension .*got gate_channels // 2=130",
+                match=r"at most 128 channels of gate_channels // 2 and of residual_channels, got gate_channels // 2=130",
             ):
                 wavenet_block(torch.randn(1, 8, 10), None, p["w_conv"], None, None, p["w_out"], None, p["w_skip"], None)
             p = make_params(129, 16, 8, 0, 3)
@@ -515,6 +516,6 @@ class TestBadInput:
 
         assert max(kernels.CHANNEL_BLOCKS) == KERNEL_MAX_CHANNELS
         assert kernels.channel_block(65, 3, 3) == kernels.channel_block(128, 128, 128) == 128
-        assert kernels.channel_block(64, 64, 64) == 64
-        with pytest.raises(ValueError, match="at most 128 channels per dimension"):
+        assert kernels.channel_block(64, 64, 64) == kernels.channel_block(64, 64, 1000) == 64  # skip: any width
+        with pytest.raises(ValueError, match="at most 128 channels of gate_channels // 2 and of residual_channels"):
             kernels.channel_block(3, 129, 3)
