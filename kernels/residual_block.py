@@ -263,6 +263,26 @@ def _fused_1x1_forward_kernel(
 
 
 @triton.jit
+def _leaky_z_to_scratch(
+    rows, cols, first, x_ptr, w1_ptr, x_base, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
+    m, m_mask, bias1, channels, length, taps1, dilation, left1, slope, pad, HALF_DOT: tl.constexpr,
+    BLOCK_CI: tl.constexpr,
+):  # fmt: skip
+    """Scratch columns ``cols`` (signal positions first + cols) of rows m: leaky(conv_d(leaky(x)) + b1), zero
+    outside [0, length) -- the second conv's zero padding."""
+    s = first + cols
+    s_ok = (s >= 0) & (s < length)
+    z = tl.zeros((m.shape[0], cols.shape[0]), dtype=tl.float32)
+    z = _conv_tile(
+        z, x_ptr, w1_ptr, x_base, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
+        m, m_mask, s, s_ok, channels, length, taps1, dilation, left1, slope, pad,
+        False, True, HALF_DOT, BLOCK_CI,
+    )  # fmt: skip
+    h = tl.where(s_ok[None, :], _leaky(z + bias1[:, None], slope), 0.0)
+    tl.store(rows + cols[None, :], h.to(rows.dtype.element_ty), mask=m_mask[:, None])
+
+
+@triton.jit
 def _fused_two_conv_forward_kernel(
     x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, res_ptr, scratch_ptr, out_ptr,
     slope, channels, length, taps1, dilation, left1, pad, taps2, left2, halo_chunks,
@@ -295,29 +315,17 @@ def _fused_two_conv_forward_kernel(
         bias1 = tl.load(b1_ptr + m, mask=m_mask, other=0.0).to(tl.float32)
         rows = scratch_ptr + scratch_base + m[:, None].to(tl.int64) * width
         # The main tile: scratch columns [0, BLOCK_T).
-        s = t0 - left2 + col
-        s_ok = (s >= 0) & (s < length)
-        z = tl.zeros((BLOCK_C, BLOCK_T), dtype=tl.float32)
-        z = _conv_tile(
-            z, x_ptr, w1_ptr, x_base, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
-            m, m_mask, s, s_ok, channels, length, taps1, dilation, left1, slope, pad,
-            False, True, HALF_DOT, BLOCK_CI,
+        _leaky_z_to_scratch(
+            rows, col, t0 - left2, x_ptr, w1_ptr, x_base, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
+            m, m_mask, bias1, channels, length, taps1, dilation, left1, slope, pad, HALF_DOT, BLOCK_CI,
         )  # fmt: skip
-        h = tl.where(s_ok[None, :], _leaky(z + bias1[:, None], slope), 0.0)
-        tl.store(rows + col[None, :], h.to(scratch_ptr.dtype.element_ty), mask=m_mask[:, None])
         # The halo: columns [BLOCK_T, width), HALO_T at a time (one chunk for taps2 <= HALO_T + 1).
         for chunk in range(halo_chunks):
-            hc = BLOCK_T + chunk * HALO_T + halo_col
-            hs = t0 - left2 + hc
-            hs_ok = (hs >= 0) & (hs < length)
-            hz = tl.zeros((BLOCK_C, HALO_T), dtype=tl.float32)
-            hz = _conv_tile(
-                hz, x_ptr, w1_ptr, x_base, stride_xc, stride_xt, stride_w1o, stride_w1i, stride_w1k,
-                m, m_mask, hs, hs_ok, channels, length, taps1, dilation, left1, slope, pad,
-                False, True, HALF_DOT, BLOCK_CI,
+            _leaky_z_to_scratch(
+                rows, BLOCK_T + chunk * HALO_T + halo_col, t0 - left2, x_ptr, w1_ptr, x_base, stride_xc, stride_xt,
+                stride_w1o, stride_w1i, stride_w1k, m, m_mask, bias1, channels, length, taps1, dilation, left1,
+                slope, pad, HALF_DOT, BLOCK_CI,
             )  # fmt: skip
-            hh = tl.where(hs_ok[None, :], _leaky(hz + bias1[:, None], slope), 0.0)
-            tl.store(rows + hc[None, :], hh.to(scratch_ptr.dtype.element_ty), mask=m_mask[:, None])
     tl.debug_barrier()  # every thread's scratch writes are visible to the whole program
     t = t0 + col
     t_mask = t < length
