@@ -883,8 +883,7 @@ class Trainer:
         try:
             while self.steps < end:
                 late = max_seconds is not None and time.perf_counter() - start_time > max_seconds
-                if max_seconds is not None or self.distributed or self._stop_signal is not None:
-                    out_of_time, interrupted = self._should_stop(late, self._stop_signal is not None)
+                out_of_time, interrupted = self._should_stop(late, self._stop_signal is not None)
                 if out_of_time or interrupted:
                     break
                 values = step_fn(it)
