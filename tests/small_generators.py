@@ -7,6 +7,9 @@ MEL = 12
 PWG = dict(aux_channels=MEL, layers=4, stacks=2, residual_channels=8, gate_channels=16, skip_channels=8,
            upsample_params={"upsample_scales": [2, 3]})  # fmt: skip
 PWG_CAUSAL = dict(PWG, kernel_size=2, aux_context_window=2, use_causal_conv=True)
+MELGAN = dict(in_channels=MEL, channels=16, upsample_scales=[4, 2])
+HIFIGAN_RESBLOCK1 = dict(in_channels=MEL, channels=16, upsample_scales=[4, 2], upsample_kernel_sizes=[8, 4],
+                         resblock_kernel_sizes=(3, 5), resblock_dilations=[(1, 3), (1, 3)])  # fmt: skip
 
 
 def small_generators():
@@ -21,20 +24,13 @@ def small_generators():
         return g
 
     return {
-        "melgan": lambda: MelGANGenerator(in_channels=MEL, channels=16, upsample_scales=[4, 2]),
+        "melgan": lambda: MelGANGenerator(**MELGAN),
         "melgan-odd-scales": lambda: MelGANGenerator(in_channels=MEL, channels=16, upsample_scales=[3, 5]),
         "melgan-causal": lambda: MelGANGenerator(
             in_channels=MEL, channels=16, upsample_scales=[4, 2], use_causal_conv=True
         ),
         "mb-melgan": mb_melgan,
-        "hifigan-resblock1": lambda: HiFiGANGenerator(
-            in_channels=MEL,
-            channels=16,
-            upsample_scales=[4, 2],
-            upsample_kernel_sizes=[8, 4],
-            resblock_kernel_sizes=(3, 5),
-            resblock_dilations=[(1, 3), (1, 3)],
-        ),  # fmt: skip
+        "hifigan-resblock1": lambda: HiFiGANGenerator(**HIFIGAN_RESBLOCK1),
         "hifigan-resblock2": lambda: HiFiGANGenerator(
             in_channels=MEL,
             channels=16,

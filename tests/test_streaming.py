@@ -14,7 +14,7 @@ import torch
 from fastgan import StreamingVocoder
 from tests.conftest import DEVICE, INTERPRETER
 from tests.oracle import parallel_wavegan
-from tests.small_generators import MEL, PWG, PWG_CAUSAL, small_generators
+from tests.small_generators import HIFIGAN_RESBLOCK1, MEL, MELGAN, PWG, PWG_CAUSAL, small_generators
 from tests.tolerances import REDUCTION, assert_close_scaled
 
 FRAMES = 23
@@ -173,15 +173,8 @@ def test_parallel_wavegan_models_stream_exactly(kind):
     models = parallel_wavegan("models")
     kwargs = {
         "ParallelWaveGANGenerator-causal": PWG_CAUSAL,
-        "MelGANGenerator": dict(in_channels=MEL, channels=16, upsample_scales=[4, 2]),
-        "HiFiGANGenerator": dict(
-            in_channels=MEL,
-            channels=16,
-            upsample_scales=[4, 2],
-            upsample_kernel_sizes=[8, 4],
-            resblock_kernel_sizes=(3, 5),
-            resblock_dilations=[(1, 3), (1, 3)],
-        ),  # fmt: skip
+        "MelGANGenerator": MELGAN,
+        "HiFiGANGenerator": HIFIGAN_RESBLOCK1,
         "ParallelWaveGANGenerator": PWG,
     }[kind]
     generator = getattr(models, kind.removesuffix("-causal"))(**kwargs).to(DEVICE).eval()
