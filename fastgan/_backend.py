@@ -102,11 +102,9 @@ def reference_runs_eagerly(tensor: torch.Tensor, op: str) -> bool:
     that skips the custom op's dispatch (~70 us a call on CPU), which matters for the small
     per-layer calls of CPU inference. Under torch.compile and tracing (ONNX export) the custom op always runs.
     """
-    if (
-        torch.compiler.is_compiling() or torch.jit.is_tracing()
-    ):  # graph capture sees the op (ONNX export: its traceable form)
-        return False
-    return not use_triton(tensor, op)
+    # Graph capture must see the op (ONNX export swaps in its traceable form).
+    capturing = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    return not capturing and not use_triton(tensor, op)
 
 
 def needs_grad(*tensors: torch.Tensor | None) -> bool:

@@ -21,10 +21,10 @@ from fastgan.references.wavenet_block import wavenet_block_backward_reference, w
 
 OP = "wavenet_block"
 GRAD_NAMES = ("x", "c", "w_conv", "b_conv", "w_aux", "w_out", "b_out", "w_skip", "b_skip")
-# The fused kernels keep every output-channel dimension of a tile on chip: H (gate_channels / 2),
-# R (residual) and S (skip) up to this (max(CHANNEL_BLOCKS) in kernels/wavenet_block.py: blocks of
-# 64 and 128 channels, e.g. PWG's 64/128/64 and the larger 128/256/128); larger blocks take the
-# reference (cuDNN on a GPU), or raise under FASTGAN_BACKEND=triton.
+# The fused kernels keep H (gate_channels / 2) and R (residual) rows of a tile on chip, up to this
+# (max(CHANNEL_BLOCKS) in kernels/wavenet_block.py: blocks of 64 and 128 channels, e.g. PWG's 64/128/64
+# and the larger 128/256/128); skip rows are streamed, any number. Larger blocks take the reference
+# (cuDNN on a GPU), or raise under FASTGAN_BACKEND=triton.
 KERNEL_MAX_CHANNELS = 128
 
 
