@@ -6,6 +6,7 @@ import torch
 
 import fastgan.ops  # noqa: F401  (registers torch.ops.fastgan.*)
 from fastgan._checks import autocast_inputs, without_autocast
+from fastgan.references.upsample import BandedUpsampler
 
 
 def phase_shuffle(
@@ -122,6 +123,7 @@ def wavenet_block(
     dilation: int = 1,
     causal: bool = False,
     skip_sum: torch.Tensor | None = None,
+    aux_upsampler: BandedUpsampler | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Parallel WaveGAN's gated residual block (without dropout): ``(x_out, skip)``.
 
@@ -131,7 +133,9 @@ def wavenet_block(
     a new tensor; the gradient passes straight through to it). Padding is ``(K-1)//2 * dilation``
     each side, or ``(K-1) * dilation`` on the left when ``causal``. x (B, R, T), c (B, A, T) or
     None (then aux_weight must be None), conv_weight (G, R, K), 1x1 weights (out, in) or
-    (out, in, 1); every tensor of x's dtype (fp32/fp16/bf16) and device.
+    (out, in, 1); every tensor of x's dtype (fp32/fp16/bf16) and device. With ``aux_upsampler``
+    (e.g. ``ConvInUpsampleNetwork.banded_upsampler``), ``c`` holds the frames (B, A, F) it upsamples to
+    T = F * hop samples; eager CPU inference then applies ``aux_weight`` at frame rate.
     """
     x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum = autocast_inputs(
         x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum
@@ -141,8 +145,16 @@ def wavenet_block(
     with without_autocast(x):
         return op.wavenet_block(
             x, c, conv_weight, conv_bias, aux_weight, out_weight, out_bias, skip_weight, skip_bias, skip_sum,
-            int(dilation), bool(causal),
+            int(dilation), bool(causal), aux_upsampler,
         )  # fmt: skip
+
+
+def wavenet_takes_frame_rate_aux(x: torch.Tensor) -> bool:
+    """True where :func:`wavenet_block` applies its aux conv at frame rate when given an ``aux_upsampler``
+    (eager CPU inference); elsewhere it upsamples the frames itself, once per block."""
+    from fastgan.ops import wavenet_block as op
+
+    return op.takes_frame_rate_aux(x)
 
 
 def stft_loss_terms(

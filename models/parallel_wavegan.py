@@ -5,7 +5,9 @@ names, constructor arguments and defaults, and state_dict keys. Composed from :m
 the 30 WaveNet layers are :class:`fastgan.nn.WaveNetResidualBlock` accumulating their skip
 connections into one running sum (no per-layer skip tensors kept), the conditioning upsampler is
 :class:`fastgan.nn.ConvInUpsampleNetwork` / :class:`fastgan.nn.UpsampleNetwork` (or this package's
-:class:`MelGANGenerator`), and activations after the convs run in place.
+:class:`MelGANGenerator`), and activations after the convs run in place. In CPU inference with a
+linear upsampler (every published configuration) the blocks get the frames and the upsampler as a band
+matrix instead of the upsampled features, and apply their aux convs at frame rate.
 """
 
 from __future__ import annotations
@@ -119,19 +121,41 @@ class ParallelWaveGANGenerator(GeneratorMixin, nn.Module):
             self.apply_weight_norm()
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        aux_upsampler = None
         if c is not None and self.upsample_net is not None:
-            c = self.upsample_net(c)
-            if c.size(-1) != z.size(-1):
+            if self._aux_at_frame_rate(z, c):
+                c = self.upsample_net.context(c)
+                aux_upsampler = self.upsample_net.banded_upsampler(c.size(-1), c.device)
+                length = c.size(-1) * aux_upsampler.hop
+            else:
+                c = self.upsample_net(c)
+                length = c.size(-1)
+            if length != z.size(-1):
                 raise ValueError(
-                    f"ParallelWaveGANGenerator: upsampled features have {c.size(-1)} samples, noise z has {z.size(-1)}"
+                    f"ParallelWaveGANGenerator: upsampled features have {length} samples, noise z has {z.size(-1)}"
                 )
         x = self.first_conv(z)
         skips = None
         for layer in self.conv_layers:
-            x, skips = layer(x, c, skip_sum=skips)
+            x, skips = layer(x, c, skip_sum=skips, aux_upsampler=aux_upsampler)
         scale = math.sqrt(1.0 / len(self.conv_layers))
         skips = skips.mul_(scale) if not torch.is_grad_enabled() else skips * scale
         return run_layers(self.last_conv_layers, skips)
+
+    def _aux_at_frame_rate(self, z: torch.Tensor, c: torch.Tensor) -> bool:
+        """Whether the blocks get the frames and the upsampler as a band instead of the upsampled features.
+
+        The upsampler without activations is linear and shared by every channel, so each block's aux
+        1x1 conv can run before it, at frame rate: a quarter of the stack's products saved in CPU
+        inference (where the blocks do this; see ``fastgan.references.wavenet_block``). Training and
+        the other paths upsample once, as parallel_wavegan does.
+        """
+        if not getattr(self.upsample_net, "linear", False) or not WaveNetResidualBlock.takes_frame_rate_aux(z):
+            return False
+        if self.training and any(layer.dropout > 0 for layer in self.conv_layers):
+            return False
+        tensors = (z, c, *self.parameters())
+        return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
     def apply_weight_norm(self) -> None:
         apply_weight_norm(self, (nn.Conv1d, nn.Conv2d))
@@ -213,6 +237,21 @@ class ParallelWaveGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return run_layers(self.conv_layers, x)
+
+    def _aux_at_frame_rate(self, z: torch.Tensor, c: torch.Tensor) -> bool:
+        """Whether the blocks get the frames and the upsampler as a band instead of the upsampled features.
+
+        The upsampler without activations is linear and shared by every channel, so each block's aux
+        1x1 conv can run before it, at frame rate: a quarter of the stack's products saved in CPU
+        inference (where the blocks do this; see ``fastgan.references.wavenet_block``). Training and
+        the other paths upsample once, as parallel_wavegan does.
+        """
+        if not getattr(self.upsample_net, "linear", False) or not WaveNetResidualBlock.takes_frame_rate_aux(z):
+            return False
+        if self.training and any(layer.dropout > 0 for layer in self.conv_layers):
+            return False
+        tensors = (z, c, *self.parameters())
+        return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
     def apply_weight_norm(self) -> None:
         apply_weight_norm(self, (nn.Conv1d, nn.Conv2d))

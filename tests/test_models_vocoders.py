@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from fastgan.nn import PQMF
-from tests.conftest import DEVICE
+from tests.conftest import DEVICE, INTERPRETER
 from tests.oracle import parallel_wavegan
+from tests.small_generators import PWG_CAUSAL
 from tests.tolerances import MODELS, assert_close_scaled
 
 # torch.nn.utils.weight_norm (the form whose keys parallel_wavegan's checkpoints hold) is deprecated.
@@ -198,6 +199,39 @@ class TestSmallConfigurations:
             expected, actual = theirs.inference(features), ours.inference(features)
         assert actual.shape == (FRAMES * 6 * 4, 1)
         assert_close_scaled(actual, expected, MODELS)
+
+
+PWG_INFERENCE = {
+    "centred": dict(SMALL_GENERATORS["pwg"][1], upsample_params={"upsample_scales": [3, 2]}),
+    "causal": dict(PWG_CAUSAL),
+}
+
+
+@pytest.mark.parametrize("case", list(PWG_INFERENCE))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pwg_inference_with_aux_convs_at_frame_rate(monkeypatch, case, threads):
+    """CPU inference on the reference path hands the blocks the frames and the upsampler as a band (their aux
+    convs run at frame rate): still parallel_wavegan's output. Single-threaded in chunks crossing frame edges."""
+    import fastgan.references.wavenet_block as reference
+
+    kwargs = PWG_INFERENCE[case]
+    theirs, ours = build_pair("ParallelWaveGANGenerator", kwargs)
+    theirs.eval(), ours.eval()
+    frames, window = 11, kwargs.get("aux_context_window", 2)
+    generator = torch.Generator(device=DEVICE).manual_seed(4)
+    z = torch.randn(2, 1, frames * 6, generator=generator)
+    c = torch.randn(2, kwargs["aux_channels"], frames + 2 * window, generator=generator)
+    monkeypatch.setattr(reference, "CPU_CHUNK", 20)  # three frames a chunk when single-threaded
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            assert ours._aux_at_frame_rate(z, c) == (DEVICE.type == "cpu" and not INTERPRETER)
+            actual, expected = ours(z, c), theirs(z, c)
+    finally:
+        torch.set_num_threads(previous)
+    assert_outputs_close(actual, expected)
+    assert not ours._aux_at_frame_rate(z.requires_grad_(), c), "training takes the upsampled features"
 
 
 @pytest.mark.reference  # paper-size models: too slow for the Triton interpreter

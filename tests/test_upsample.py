@@ -4,6 +4,8 @@ parallel_wavegan 0.6.1's UpsampleNetwork / ConvInUpsampleNetwork with state_dict
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -312,3 +314,31 @@ def test_inference_takes_the_same_values_as_the_op():
         direct = stretch_conv1d(c, taps, False, 0.2)
         op = torch.ops.fastgan.stretch_conv1d(c, taps, False, 0.2)
     assert_close_scaled(direct, op, REDUCTION)
+
+
+@pytest.mark.parametrize("scales", [[4, 5, 3, 5], [2, 3], [1, 2]], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("frames", [1, 2, 9])
+def test_banded_upsampler_equals_the_network(scales, causal, frames):
+    """The band found by probing the network with combs reproduces it, edges included, whole and in frame ranges."""
+    net = fastgan.nn.UpsampleNetwork(scales, use_causal_conv=causal).to(DEVICE)
+    _randomize(net)
+    c = torch.randn(2, 3, frames, generator=torch.Generator(device=DEVICE).manual_seed(frames))
+    upsampler = net.banded_upsampler(frames)
+    with torch.no_grad():
+        expected = net(c)
+    assert upsampler.hop == math.prod(scales) and upsampler.frames == frames
+    assert_close_scaled(upsampler.apply(c), expected, REDUCTION)
+    cuts = sorted({0, frames // 3, frames // 2 + 1, frames})
+    pieces = [upsampler.apply_rows(c[1], a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+    assert_close_scaled(torch.cat(pieces, 1), expected[1], REDUCTION)
+    if frames == 9:  # only frames near the ends differ from the interior row (their zero padding)
+        assert 0 < len(upsampler.edge_frames) <= 2 * upsampler.width
+
+
+def test_banded_upsampler_needs_a_linear_network():
+    net = fastgan.nn.UpsampleNetwork([2, 3], nonlinear_activation="ReLU")
+    assert not net.linear
+    with pytest.raises(ValueError, match="only for a linear network"):
+        net.banded_upsampler(4)
+    assert fastgan.nn.ConvInUpsampleNetwork([2, 3], aux_channels=4, aux_context_window=1).linear

@@ -519,3 +519,60 @@ class TestBadInput:
         assert kernels.channel_block(64, 64, 64) == kernels.channel_block(64, 64, 1000) == 64  # skip: any width
         with pytest.raises(ValueError, match="at most 128 channels of gate_channels // 2 and of residual_channels"):
             kernels.channel_block(3, 129, 3)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("chunks", ["whole", "chunked"])
+def test_frame_rate_aux_equals_the_upsampled_features(monkeypatch, causal, chunks):
+    """Frames plus a banded upsampler give the block on the upsampled features: at frame rate in eager CPU
+    inference (chunked: chunk edges inside and between edge frames), by upsampling first everywhere else,
+    gradients included."""
+    import fastgan.references.wavenet_block as reference
+
+    generator = torch.Generator(device=DEVICE).manual_seed(3)
+    net = fastgan.nn.UpsampleNetwork([2, 3], use_causal_conv=causal).to(DEVICE)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator))
+    frames, hop = 9, 6
+    upsampler = net.banded_upsampler(frames)
+    p = make_params(8, 16, 8, 5, 3, generator=generator)
+    x = torch.randn(2, 8, frames * hop, generator=generator)
+    c = torch.randn(2, 5, frames, generator=generator)
+    with torch.no_grad():
+        c_up = net(c)
+    weights = [p[k] for k in NAMES[2:]]
+    threads = torch.get_num_threads()
+    if chunks == "chunked":
+        monkeypatch.setattr(reference, "CPU_CHUNK", 13)  # two frames a chunk
+        torch.set_num_threads(1)  # chunking applies single-threaded
+    try:
+        with torch.no_grad():
+            got = wavenet_block(x, c, *weights, dilation=2, causal=causal, aux_upsampler=upsampler)
+            want = wavenet_block(x, c_up, *weights, dilation=2, causal=causal)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(got, want, strict=True):
+        assert_scaled_close(a, b, torch.float32)
+    # With gradients: the frames are upsampled first, and gradients reach them through the band.
+    c_leaf, c_frames = c_up.clone().requires_grad_(), c.clone().requires_grad_()
+    grads = [torch.randn(t.shape, generator=generator) for t in want]
+    torch.autograd.backward(wavenet_block(x, c_leaf, *weights, dilation=2, causal=causal), grads)
+    out = wavenet_block(x, c_frames, *weights, dilation=2, causal=causal, aux_upsampler=upsampler)
+    torch.autograd.backward(out, grads)
+    for a, b in zip(out, want, strict=True):
+        assert_scaled_close(a.detach(), b, torch.float32)
+    # The frames' gradient U^T (grad of c_up): against autograd through the network itself.
+    c_net = c.clone().requires_grad_()
+    (net(c_net) * c_leaf.grad).sum().backward()
+    assert_scaled_close(c_frames.grad, c_net.grad, torch.float32, "grad c (frames)")
+
+
+def test_frame_rate_aux_frame_count_must_match():
+    upsampler = fastgan.nn.UpsampleNetwork([2, 3]).banded_upsampler(4)
+    p = make_params(8, 16, 8, 5, 3)
+    x = torch.randn(1, 8, 24)
+    with pytest.raises(ValueError, match="c holds 3 frames for an aux_upsampler built for 4 frames"):
+        wavenet_block(x, torch.randn(1, 5, 3), *(p[k] for k in NAMES[2:]), aux_upsampler=upsampler)
+    with pytest.raises(ValueError, match="x has 30 samples"):
+        wavenet_block(torch.randn(1, 8, 30), torch.randn(1, 5, 4), *(p[k] for k in NAMES[2:]), aux_upsampler=upsampler)

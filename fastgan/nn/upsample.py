@@ -19,6 +19,7 @@ from torch import nn
 
 from fastgan import functional
 from fastgan.nn._weight_norm import effective_weight
+from fastgan.references.upsample import BandedUpsampler, first_offset
 
 
 class Stretch2d(nn.Module):
@@ -120,6 +121,53 @@ class UpsampleNetwork(nn.Module):
         """True when each scale runs as one ``stretch_conv1d`` pass (1-wide frequency kernel, nearest stretch)."""
         return self.freq_axis_kernel_size == 1 and self.interpolate_mode == "nearest"
 
+    @property
+    def linear(self) -> bool:
+        """True when the network is a linear map shared by every channel (fused, no activations): then
+        :meth:`banded_upsampler` gives it as a band matrix."""
+        return self.fused and all(activation is None for _, _, activation in self._scale_layers)
+
+    def frame_support(self) -> tuple[int, int]:
+        """(first, last) frame offsets an output sample reads, relative to its own frame t // hop.
+
+        Each scale s reads input samples q // s + d, d in {first_offset, .., first_offset + 2} (see
+        ``fastgan.references.upsample``); walk every phase of one frame back through the scales.
+        """
+        first = first_offset(self.use_causal_conv)
+        hop = math.prod(self.upsample_scales)
+        lows, highs = torch.arange(hop), torch.arange(hop)
+        for scale in reversed(self.upsample_scales):
+            lows = torch.div(lows, scale, rounding_mode="floor") + first
+            highs = torch.div(highs, scale, rounding_mode="floor") + first + 2
+        return int(lows.min()), int(highs.max())
+
+    @torch.no_grad()
+    def banded_upsampler(self, frames: int, device: torch.device | str | None = None) -> BandedUpsampler:
+        """This network, for inputs of ``frames`` frames, as a :class:`BandedUpsampler` (exact at the edges).
+
+        Found by running the network itself on ``width`` comb signals (comb r: ones at frames r, r + width,
+        ...): each output sample reads frames in a window of ``width`` consecutive frames, so comb r's
+        output there is the weight of the one window frame congruent to r. Costs ``width`` one-channel
+        upsamplings, computed in fp32.
+        """
+        if not self.linear:
+            raise ValueError("UpsampleNetwork.banded_upsampler: only for a linear network (nearest stretch, 1-wide frequency kernel, no activation)")  # fmt: skip
+        first, last = self.frame_support()
+        width, hop = last - first + 1, math.prod(self.upsample_scales)
+        if device is None:
+            device = next(self.parameters()).device
+        index = torch.arange(frames, device=device)
+        combs = (index % width == torch.arange(width, device=device)[:, None]).float().unsqueeze(1)  # (width, 1, F)
+        responses = self.forward(combs).float().view(width, frames, hop)
+        source = index[:, None] + first + torch.arange(width, device=device)  # (F, width): the frame read
+        band = responses[source % width, index[:, None]]  # (F, width, hop)
+        band = band * ((source >= 0) & (source < frames)).unsqueeze(-1)
+        return BandedUpsampler.from_band(band, first)
+
+    def context(self, c: torch.Tensor) -> torch.Tensor:
+        """The frame-rate features the upsampling stretches: ``c`` itself here (no context conv)."""
+        return c
+
     def phase_taps(self) -> list[torch.Tensor]:
         """Each scale's smoothing conv folded into (s, 3) phase taps (differentiable in the conv weights)."""
         return [
@@ -186,11 +234,23 @@ class ConvInUpsampleNetwork(nn.Module):
             use_causal_conv=use_causal_conv,
         )
 
-    def forward(self, c: torch.Tensor) -> torch.Tensor:
+    def context(self, c: torch.Tensor) -> torch.Tensor:
+        """The context conv alone: the frame-rate features the upsampling stretches."""
         c = self.conv_in(c)
         if self.use_causal_conv:
             c = c[:, :, : -self.aux_context_window]
-        return self.upsample(c)
+        return c
+
+    @property
+    def linear(self) -> bool:
+        return self.upsample.linear
+
+    def banded_upsampler(self, frames: int, device: torch.device | str | None = None) -> BandedUpsampler:
+        """The upsampling after :meth:`context`, as a band matrix (see :meth:`UpsampleNetwork.banded_upsampler`)."""
+        return self.upsample.banded_upsampler(frames, device)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return self.upsample(self.context(c))
 
 
 __all__ = ["Conv1d", "Conv2d", "ConvInUpsampleNetwork", "Stretch2d", "UpsampleNetwork"]

@@ -18,6 +18,7 @@ from torch import nn
 
 from fastgan import functional
 from fastgan.nn._weight_norm import effective_weight, fold_weight_norm
+from fastgan.references.upsample import BandedUpsampler
 
 _SQRT_HALF = math.sqrt(0.5)
 
@@ -103,8 +104,13 @@ class WaveNetResidualBlock(nn.Module):
         return (self.conv1x1_out(g) + residual) * _SQRT_HALF, skip
 
     def forward(
-        self, x: torch.Tensor, c: torch.Tensor | None = None, skip_sum: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor | None = None,
+        skip_sum: torch.Tensor | None = None,
+        aux_upsampler: BandedUpsampler | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Given ``aux_upsampler``, ``c`` holds the frames it upsamples (see :func:`fastgan.functional.wavenet_block`)."""
         if c is not None and self.conv1x1_aux is None:
             raise ValueError("WaveNetResidualBlock: got aux features c, but the block was built with aux_channels <= 0")
         convs = [self.conv, self.conv1x1_out, self.conv1x1_skip]
@@ -112,10 +118,15 @@ class WaveNetResidualBlock(nn.Module):
             convs.append(self.conv1x1_aux)
         weights = [effective_weight(conv) for conv in convs]
         if (self.training and self.dropout > 0) or any(w is None for w in weights):
-            return self._plain(x, c, skip_sum)
+            return self._plain(x, c if aux_upsampler is None or c is None else aux_upsampler.apply(c), skip_sum)
         w_conv, w_out, w_skip = weights[:3]
         w_aux = weights[3] if c is not None else None
         return functional.wavenet_block(
             x, c, w_conv, self.conv.bias, w_aux, w_out, self.conv1x1_out.bias, w_skip, self.conv1x1_skip.bias,
-            dilation=self.dilation, causal=self.use_causal_conv, skip_sum=skip_sum,
+            dilation=self.dilation, causal=self.use_causal_conv, skip_sum=skip_sum, aux_upsampler=aux_upsampler,
         )  # fmt: skip
+
+    @staticmethod
+    def takes_frame_rate_aux(x: torch.Tensor) -> bool:
+        """Whether blocks given an ``aux_upsampler`` apply the aux conv at frame rate for ``x`` (eager CPU inference)."""
+        return functional.wavenet_takes_frame_rate_aux(x)

@@ -17,6 +17,7 @@ import torch
 
 from fastgan import _backend
 from fastgan._checks import FLOAT_DTYPES, check_same_device, check_tensor
+from fastgan.references.upsample import BandedUpsampler
 from fastgan.references.wavenet_block import wavenet_block_backward_reference, wavenet_block_reference
 
 OP = "wavenet_block"
@@ -213,6 +214,25 @@ def _backward(ctx, grad_x_out, grad_skip):
 wavenet_block_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def takes_frame_rate_aux(x: torch.Tensor) -> bool:
+    """True where :func:`wavenet_block` given an ``aux_upsampler`` applies the aux conv at frame rate
+    (eager CPU inference on the reference); elsewhere it upsamples the frames first, so a caller that
+    would upsample once for many blocks should do that instead."""
+    return x.device.type == "cpu" and _backend.reference_runs_eagerly(x, OP)
+
+
+def _check_frames(x: torch.Tensor, c: torch.Tensor, upsampler: BandedUpsampler) -> None:
+    check_tensor(OP, "c", c, ndim=3)
+    frames, length = c.shape[2], x.shape[2]
+    if frames != upsampler.frames or frames * upsampler.hop != length:
+        _fail(
+            f"c holds {frames} frames for an aux_upsampler built for {upsampler.frames} frames of "
+            f"{upsampler.hop} samples; x has {length} samples"
+        )
+    if upsampler.band.device != x.device:
+        _fail(f"aux_upsampler is on {upsampler.band.device} but x is on {x.device}")
+
+
 def wavenet_block(
     x: torch.Tensor,
     c: torch.Tensor | None,
@@ -226,10 +246,23 @@ def wavenet_block(
     skip_sum: torch.Tensor | None,
     dilation: int,
     causal: bool,
+    aux_upsampler: BandedUpsampler | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The functional form's entry: the custom op, or -- in eager inference where the reference runs anyway --
-    the reference itself after the same checks (no custom-op dispatch for each of PWG's 30 layers)."""
+    the reference itself after the same checks (no custom-op dispatch for each of PWG's 30 layers).
+
+    With ``aux_upsampler``, ``c`` holds frames (B, A, F): eager CPU inference hands them to the reference
+    (aux conv at frame rate); every other path upsamples them first and runs as usual.
+    """
     args = (x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip, skip_sum, dilation, causal)
+    if aux_upsampler is not None and c is not None:
+        _check_frames(x, c, aux_upsampler)
+        if takes_frame_rate_aux(x) and not _backend.needs_grad(*args[:10]):
+            # The usual checks, with a view of c stretched to x's length standing in for the upsampled c.
+            check_inputs(x, c[:, :, :1].expand(-1, -1, x.shape[2]), *args[2:])
+            return wavenet_block_reference(*args, aux_upsampler=aux_upsampler)
+        c = aux_upsampler.apply(c)
+        args = (x, c, *args[2:])
     if not _backend.needs_grad(*args[:10]) and _backend.reference_runs_eagerly(x, OP):
         check_inputs(*args)
         return wavenet_block_reference(*args)

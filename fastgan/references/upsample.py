@@ -15,6 +15,8 @@ fresh output.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -126,3 +128,77 @@ def stretch_conv1d_backward_reference(
     windows = _padded_windows(c.to(compute), causal).reshape(-1, 3)  # (B*C*T, 3), a small copy
     grad_taps = torch.mm(grad.t(), windows)  # (s, 3)
     return grad_c.to(c.dtype).contiguous(), grad_taps.to(taps.dtype)
+
+
+@dataclass(frozen=True)
+class BandedUpsampler:
+    """A linear upsampling shared by every channel, from F frames to F * hop samples, as a band matrix.
+
+    ``out[..., j * hop + p] = sum_w frames[..., j + offset + w] * band[j, w, p]`` (frames zero outside
+    [0, F)). Parallel WaveGAN's upsampler without activations is such a map (each scale is a per-phase
+    3-tap filter over zero-padded input), so a channel mixing W applied after it equals the same mixing
+    applied at frame rate before it: ``W @ U(c) == U(W @ c)``. The WaveNet block uses this on CPU to
+    apply its aux 1x1 conv to the frames (hop times fewer products) and spread the result over time with
+    a K = width GEMM (see ``wavenet_block_reference``).
+
+    ``band`` holds every frame's row, exact at the edges (where the zero padding of each scale's input
+    makes a frame's pattern differ); ``edge_frames`` lists the frames whose row differs from the interior
+    one, ``interior`` (width, hop), which all other frames share bit for bit.
+    """
+
+    band: torch.Tensor  # (F, width, hop), fp32
+    offset: int  # the first frame a sample reads, relative to its own frame j = t // hop
+    interior: torch.Tensor  # (width, hop)
+    edge_frames: tuple[int, ...]
+
+    @property
+    def frames(self) -> int:
+        return self.band.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.band.shape[1]
+
+    @property
+    def hop(self) -> int:
+        return self.band.shape[2]
+
+    @classmethod
+    def from_band(cls, band: torch.Tensor, offset: int) -> BandedUpsampler:
+        interior = band[band.shape[0] // 2]
+        differs = (band != interior).flatten(1).any(1)
+        edges = tuple(int(j) for j in differs.nonzero().flatten().tolist())
+        return cls(band, offset, interior, edges)
+
+    def windows(self, rows: torch.Tensor, first: int, stop: int) -> torch.Tensor:
+        """``rows`` (C, F) -> (C, stop - first, width): the frames each of frames first..stop-1 reads."""
+        left = -self.offset
+        right = self.width - 1 + self.offset
+        padded = F.pad(rows, (left, right))
+        return padded[:, first : stop + self.width - 1].unfold(1, self.width, 1)
+
+    def apply_rows(self, rows: torch.Tensor, first: int, stop: int) -> torch.Tensor:
+        """``rows`` (C, F) -> a fresh contiguous (C, (stop - first) * hop): samples of frames first..stop-1.
+
+        One GEMM (K = width) with the interior row for all frames, then the edge frames redone with their own.
+        """
+        if stop <= first:
+            return rows.new_empty((rows.shape[0], 0))
+        windows = self.windows(rows, first, stop)  # (C, n, width), a strided view
+        channels, count = windows.shape[0], windows.shape[1]
+        out = torch.mm(windows.reshape(channels * count, self.width), self.interior.to(rows.dtype))
+        out = out.view(channels, count, self.hop)
+        for j in self.edge_frames:
+            if first <= j < stop:
+                out[:, j - first] = windows[:, j - first] @ self.band[j].to(rows.dtype)
+        return out.view(channels, count * self.hop)
+
+    def apply(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, C, F) -> (B, C, F * hop), differentiable in ``frames``; the computation dtype follows ``frames``."""
+        batch, channels, count = frames.shape
+        if count != self.frames:
+            raise ValueError(f"BandedUpsampler: built for {self.frames} frames, got {count}")
+        left, right = -self.offset, self.width - 1 + self.offset
+        windows = F.pad(frames, (left, right)).unfold(2, self.width, 1)  # (B, C, F, width)
+        out = torch.einsum("bcjw,jwp->bcjp", windows, self.band.to(frames.dtype))
+        return out.reshape(batch, channels, count * self.hop)
