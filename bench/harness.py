@@ -1,8 +1,9 @@
 """Timing, peak memory and roofline bookkeeping shared by every benchmark module.
 
 A benchmark module ``bench/<hot_path>.py`` defines ``cases(quick, device) -> list[Case]``. For each
-case the harness times every implementation (``triton.testing.do_bench`` on CUDA,
-``torch.utils.benchmark`` on CPU; median and 20/80 % quantiles), measures its peak memory, and
+case the harness times every implementation (``triton.testing.do_bench`` on CUDA; on CPU the
+implementations interleaved in rounds, so a change of load on a shared machine hits them alike; median and
+20/80 % quantiles), measures its peak memory, and
 reports achieved GB/s or TFLOP/s with the fraction of the device's peak beside fastgan's speed-up
 over each reference.
 """
@@ -77,6 +78,40 @@ def time_fn(fn: Callable[[], object], device: torch.device, min_run_time: float 
         return raw[0], raw[0], raw[0]
     quantiles = statistics.quantiles(raw, n=10)
     return statistics.median(raw), quantiles[1], quantiles[7]
+
+
+def _quantiles(raw: list[float]) -> tuple[float, float, float]:
+    raw = sorted(raw)
+    if len(raw) < 2:
+        return raw[0], raw[0], raw[0]
+    deciles = statistics.quantiles(raw, n=10)
+    return statistics.median(raw), deciles[1], deciles[7]
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], min_run_time: float = 0.3, rounds: int = 7
+) -> dict[str, tuple[float, float, float]]:
+    """CPU: (median, 20 %, 80 %) milliseconds of one call of each function, timed in ``rounds`` interleaved
+    blocks (A B A B ...; each block at least ``min_run_time / rounds`` long). Timing one implementation after the
+    other on a shared 2-core machine let a load change between them move a ratio by 10-20 %; interleaved, both
+    see it."""
+    import time
+
+    calls = {}
+    for name, fn in fns.items():
+        fn()  # warm-up: first-call costs (allocation, caches) stay out of the numbers
+        start = time.perf_counter()
+        fn()
+        once = time.perf_counter() - start
+        calls[name] = max(1, int(min_run_time / rounds / max(once, 1e-6)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            samples[name].append((time.perf_counter() - start) / calls[name] * 1e3)
+    return {name: _quantiles(raw) for name, raw in samples.items()}
 
 
 @contextlib.contextmanager
@@ -190,8 +225,9 @@ def compute_ceiling_tflops(device: torch.device, device_name: str, dtype: torch.
 
 def run_case(case: Case, device: torch.device, copy_gbps: float, device_name: str) -> list[Row]:
     rows = []
+    timings = time_interleaved(case.impls) if device.type == "cpu" else None
     for impl, fn in case.impls.items():
-        median, q20, q80 = time_fn(fn, device)
+        median, q20, q80 = timings[impl] if timings is not None else time_fn(fn, device)
         peak = peak_memory_bytes(fn, device)
         seconds = median * 1e-3
         row = Row(case.op, case.name, case.mode, str(case.dtype).removeprefix("torch."), impl,
