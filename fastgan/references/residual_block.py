@@ -72,8 +72,14 @@ def _forward_fast(x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_b
     if weight2 is not None and weight2.shape[2] == 1 and shortcut_weight is not None:
         # MelGAN: out = w2 @ leaky(z) + ws @ x + (b2 + bs) as two GEMMs into one output buffer.
         batch, channels, _ = x.shape
-        out = torch.matmul(weight2[:, :, 0], F.leaky_relu_(z, slope))
+        h = F.leaky_relu_(z, slope)
         bias = _add_bias(bias2, shortcut_bias)
+        if batch == 1:  # 2-D GEMMs: matmul's (C, C) @ (1, C, T) broadcast copies its operands
+            out = (
+                torch.mm(weight2[:, :, 0], h[0]) if bias is None else torch.addmm(bias[:, None], weight2[:, :, 0], h[0])
+            )
+            return out.addmm_(shortcut_weight[:, :, 0], x[0]).unsqueeze(0)
+        out = torch.matmul(weight2[:, :, 0], h)
         if bias is not None:
             out.add_(bias[:, None])
         return out.baddbmm_(shortcut_weight[:, :, 0].expand(batch, channels, channels), x)
