@@ -342,3 +342,15 @@ def test_banded_upsampler_needs_a_linear_network():
     with pytest.raises(ValueError, match="only for a linear network"):
         net.banded_upsampler(4)
     assert fastgan.nn.ConvInUpsampleNetwork([2, 3], aux_channels=4, aux_context_window=1).linear
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_banded_upsampler_half_precision(dtype):
+    """Half-precision frames: computed in fp32 and rounded once, so within the fused op's half tolerance of fp32."""
+    net = fastgan.nn.UpsampleNetwork([4, 5, 3, 5]).to(DEVICE)
+    _randomize(net)
+    c = torch.randn(1, 4, 6, generator=torch.Generator(device=DEVICE).manual_seed(2))
+    upsampler = net.banded_upsampler(6)
+    out = upsampler.apply(c.to(dtype))
+    assert out.dtype == dtype
+    assert_close_scaled(out, upsampler.apply(c.to(dtype).float()), REDUCTION, dtype)

@@ -194,11 +194,12 @@ class BandedUpsampler:
         return out.view(channels, count * self.hop)
 
     def apply(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, C, F) -> (B, C, F * hop), differentiable in ``frames``; the computation dtype follows ``frames``."""
+        """(B, C, F) -> (B, C, F * hop), differentiable in ``frames``; fp16/bf16 compute in fp32 and round once."""
         batch, channels, count = frames.shape
         if count != self.frames:
             raise ValueError(f"BandedUpsampler: built for {self.frames} frames, got {count}")
+        compute = _compute_dtype(frames.dtype)
         left, right = -self.offset, self.width - 1 + self.offset
-        windows = F.pad(frames, (left, right)).unfold(2, self.width, 1)  # (B, C, F, width)
-        out = torch.einsum("bcjw,jwp->bcjp", windows, self.band.to(frames.dtype))
-        return out.reshape(batch, channels, count * self.hop)
+        windows = F.pad(frames.to(compute), (left, right)).unfold(2, self.width, 1)  # (B, C, F, width)
+        out = torch.einsum("bcjw,jwp->bcjp", windows, self.band.to(compute))
+        return out.reshape(batch, channels, count * self.hop).to(frames.dtype)
