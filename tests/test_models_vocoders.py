@@ -211,7 +211,7 @@ PWG_INFERENCE = {
 @pytest.mark.parametrize("threads", [1, 2])
 def test_pwg_inference_with_aux_convs_at_frame_rate(monkeypatch, case, threads):
     """CPU inference on the reference path hands the blocks the frames and the upsampler as a band (their aux
-    convs run at frame rate): still parallel_wavegan's output. Single-threaded in chunks crossing frame edges."""
+    convs run at frame rate): still parallel_wavegan's output, in chunks of three frames per thread."""
     import fastgan.references.wavenet_block as reference
 
     kwargs = PWG_INFERENCE[case]
@@ -221,7 +221,7 @@ def test_pwg_inference_with_aux_convs_at_frame_rate(monkeypatch, case, threads):
     generator = torch.Generator(device=DEVICE).manual_seed(4)
     z = torch.randn(2, 1, frames * 6, generator=generator)
     c = torch.randn(2, kwargs["aux_channels"], frames + 2 * window, generator=generator)
-    monkeypatch.setattr(reference, "CPU_CHUNK", 20)  # three frames a chunk when single-threaded
+    monkeypatch.setattr(reference, "CPU_CHUNK", 20)  # 18 samples (three frames) a chunk per thread
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -233,7 +233,7 @@ def test_reference_time_chunks(monkeypatch, causal):
 
     monkeypatch.setattr(reference, "CPU_CHUNK", 16)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # chunking applies single-threaded
+    torch.set_num_threads(1)  # CPU_CHUNK columns per thread
     try:
         check_case(2, 8, 16, 8, 5, 5, 7, causal, 71, with_skip_sum=True)
         p = make_params(8, 16, 8, 5, 3)
@@ -545,7 +545,7 @@ def test_frame_rate_aux_equals_the_upsampled_features(monkeypatch, causal, chunk
     threads = torch.get_num_threads()
     if chunks == "chunked":
         monkeypatch.setattr(reference, "CPU_CHUNK", 13)  # two frames a chunk
-        torch.set_num_threads(1)  # chunking applies single-threaded
+        torch.set_num_threads(1)  # CPU_CHUNK columns per thread
     try:
         with torch.no_grad():
             got = wavenet_block(x, c, *weights, dilation=2, causal=causal, aux_upsampler=upsampler)

@@ -14,8 +14,8 @@ Fast by design on CPU (what runs there in production). Inference is GEMM-bound a
 30-layer stack at 24 000 samples, batch 1, fp32 runs 1.3x (one thread, CPU time) to 1.6x (two
 threads, wall time) faster than parallel_wavegan's blocks on this project's (busy) CPU, within
 ~15 % of the BLAS time of the block's GEMMs:
-- inference runs each example by itself and, single-threaded, in time chunks of CPU_CHUNK
-  samples, so the (G, chunk) pre-activations, the gate and the 1x1 outputs stay in cache (~10 %);
+- inference runs each example by itself in time chunks of CPU_CHUNK samples per thread, so the
+  (G, chunk) pre-activations, the gate and the 1x1 outputs stay in cache (~10 % on one thread);
 - the dilated conv is one BLAS GEMM per tap, each accumulating in place into the output columns
   its shifted input reaches (no padded copy, no oneDNN reorders; ~25 % faster than F.conv1d
   here); the differentiable path (tests, CUDA fallback) uses F.conv1d;
@@ -46,7 +46,7 @@ from fastgan.references._precision import cpu_compute_dtype
 from fastgan.references.upsample import BandedUpsampler
 
 SQRT_HALF = math.sqrt(0.5)
-# Single-threaded CPU inference runs a block per time chunk of this many samples (_forward_chunked).
+# CPU inference runs a block per time chunk of this many samples per thread (_forward_chunked).
 CPU_CHUNK = 2048
 
 
@@ -220,10 +220,12 @@ def _forward_chunked(x, c, w_conv, b_conv, w_aux, weight, bias, skip_ch, skip_su
     half = w_conv.shape[0] // 2
     x_out = torch.empty((batch, residual, length), dtype=x.dtype, device=x.device)
     skip = torch.empty((batch, skip_ch, length), dtype=x.dtype, device=x.device)
-    # With several threads every op is a parallel region ending in a barrier; on a shared machine a
-    # descheduled thread stalls each one, so many small chunks can be several times slower than a
-    # few large ops (measured: 2 threads on 2 busy cores). Chunk only when single-threaded.
-    chunk = CPU_CHUNK if torch.get_num_threads() == 1 else length
+    # About CPU_CHUNK columns per thread: each GEMM splits its columns over the threads. With two
+    # threads, PWG at 12 000 samples ran as fast or faster in 3 900-sample chunks than in whole-signal
+    # passes (1.0-1.4x across interleaved runs on this 2-core CPU; the whole-signal time varied more).
+    # Every op is a parallel region ending in a barrier, so on cores busy with other work small chunks
+    # cost more (a descheduled thread stalls each).
+    chunk = CPU_CHUNK * torch.get_num_threads()
     hop = 1 if upsampler is None or c is None else upsampler.hop
     chunk = max(1, chunk // hop) * hop
     for b in range(batch):
