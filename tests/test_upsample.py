@@ -331,6 +331,9 @@ def test_banded_upsampler_equals_the_network(scales, causal, frames):
     assert_close_scaled(upsampler.apply(c), expected, REDUCTION)
     cuts = sorted({0, frames // 3, frames // 2 + 1, frames})
     pieces = [upsampler.apply_rows(c[1], a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+    bias = torch.randn(3, generator=torch.Generator(device=DEVICE).manual_seed(5))
+    with_bias = upsampler.apply_rows(c[1], 0, frames, row_bias=bias)
+    assert_close_scaled(with_bias, expected[1] + bias[:, None], REDUCTION)
     assert_close_scaled(torch.cat(pieces, 1), expected[1], REDUCTION)
     if frames == 9:  # only frames near the ends differ from the interior row (their zero padding)
         assert 0 < len(upsampler.edge_frames) <= 2 * upsampler.width

@@ -177,8 +177,11 @@ class BandedUpsampler:
         padded = F.pad(rows, (left, right))
         return padded[:, first : stop + self.width - 1].unfold(1, self.width, 1)
 
-    def apply_rows(self, rows: torch.Tensor, first: int, stop: int) -> torch.Tensor:
-        """``rows`` (C, F) -> a fresh contiguous (C, (stop - first) * hop): samples of frames first..stop-1.
+    def apply_rows(
+        self, rows: torch.Tensor, first: int, stop: int, row_bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``rows`` (C, F) -> a fresh contiguous (C, (stop - first) * hop): samples of frames first..stop-1,
+        plus ``row_bias`` (C,) on every sample of its row when given (one more GEMM column, not another pass).
 
         One GEMM (K = width) with the interior row for all frames, then the edge frames redone with their own.
         """
@@ -186,11 +189,17 @@ class BandedUpsampler:
             return rows.new_empty((rows.shape[0], 0))
         windows = self.windows(rows, first, stop)  # (C, n, width), a strided view
         channels, count = windows.shape[0], windows.shape[1]
-        out = torch.mm(windows.reshape(channels * count, self.width), self.interior.to(rows.dtype))
-        out = out.view(channels, count, self.hop)
+        interior, band = self.interior.to(rows.dtype), self.band
+        if row_bias is not None:
+            windows = torch.cat([windows, row_bias.to(rows.dtype)[:, None, None].expand(-1, count, 1)], 2)
+            interior = torch.cat([interior, interior.new_ones((1, self.hop))])
+        out = torch.mm(windows.reshape(channels * count, -1), interior).view(channels, count, self.hop)
         for j in self.edge_frames:
             if first <= j < stop:
-                out[:, j - first] = windows[:, j - first] @ self.band[j].to(rows.dtype)
+                edge = band[j].to(rows.dtype)
+                if row_bias is not None:
+                    edge = torch.cat([edge, edge.new_ones((1, self.hop))])
+                out[:, j - first] = windows[:, j - first] @ edge
         return out.view(channels, count * self.hop)
 
     def apply(self, frames: torch.Tensor) -> torch.Tensor:

@@ -228,19 +228,27 @@ def _forward_chunked(x, c, w_conv, b_conv, w_aux, weight, bias, skip_ch, skip_su
     chunk = CPU_CHUNK * torch.get_num_threads()
     hop = 1 if upsampler is None or c is None else upsampler.hop
     chunk = max(1, chunk // hop) * hop
+    # tanh(a) = 2 sigmoid(2a) - 1 (PyTorch's CPU sigmoid is several times faster than its tanh), so
+    # g = tanh(a) sigmoid(b) = 2 (sigmoid(2a) - 1/2) sigmoid(b): the 2s go into the weights once (exact
+    # scalings by powers of two) and the gate takes four passes over the chunk instead of six.
+    doubled = torch.ones(2 * half, dtype=x.dtype, device=x.device)
+    doubled[:half] = 2.0
+    w_conv = w_conv * doubled[:, None, None]
+    b_conv = None if b_conv is None else b_conv * doubled
+    w_aux = None if w_aux is None else w_aux * doubled[:, None]
+    weight = weight * 2.0
     for b in range(batch):
         projected = None if upsampler is None or c is None else torch.mm(w_aux, c[b])  # (G, F)
         for start in range(0, length, chunk):
             stop = min(length, start + chunk)
             if projected is not None:
-                aux = upsampler.apply_rows(projected, start // hop, stop // hop)
-                z = _taps_conv(x[b], w_conv, b_conv, dilation, causal, start, stop, out=aux)
+                aux = upsampler.apply_rows(projected, start // hop, stop // hop, row_bias=b_conv)
+                z = _taps_conv(x[b], w_conv, None, dilation, causal, start, stop, out=aux)
             else:
                 z = _taps_conv(x[b], w_conv, b_conv, dilation, causal, start, stop)
                 if c is not None:
                     z.addmm_(w_aux, c[b, :, start:stop])
-            ta = z[:half].mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(a) = 2 * sigmoid(2a) - 1
-            g = ta.mul_(z[half:].sigmoid_())
+            g = z[:half].sigmoid_().sub_(0.5).mul_(z[half:].sigmoid_())  # g / 2
             y = torch.mm(weight, g) if bias is None else torch.addmm(bias, weight, g)
             torch.add(y[skip_ch:], x[b, :, start:stop], alpha=SQRT_HALF, out=x_out[b, :, start:stop])
             if skip_sum is None:
