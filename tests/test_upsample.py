@@ -318,7 +318,7 @@ def test_inference_takes_the_same_values_as_the_op():
 
 @pytest.mark.parametrize("scales", [[4, 5, 3, 5], [2, 3], [1, 2]], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("frames", [1, 2, 9])
+@pytest.mark.parametrize("frames", [1, 2, 9, 30])  # 30: longer than the probe (2 * width + 3)
 def test_banded_upsampler_equals_the_network(scales, causal, frames):
     """The band found by probing the network with combs reproduces it, edges included, whole and in frame ranges."""
     net = fastgan.nn.UpsampleNetwork(scales, use_causal_conv=causal).to(DEVICE)
@@ -335,7 +335,7 @@ def test_banded_upsampler_equals_the_network(scales, causal, frames):
     with_bias = upsampler.apply_rows(c[1], 0, frames, row_bias=bias)
     assert_close_scaled(with_bias, expected[1] + bias[:, None], REDUCTION)
     assert_close_scaled(torch.cat(pieces, 1), expected[1], REDUCTION)
-    if frames == 9:  # only frames near the ends differ from the interior row (their zero padding)
+    if frames >= 9:  # only frames near the ends differ from the interior row (their zero padding)
         assert 0 < len(upsampler.edge_frames) <= 2 * upsampler.width
 
 

@@ -147,22 +147,33 @@ class UpsampleNetwork(nn.Module):
 
         Found by running the network itself on ``width`` comb signals (comb r: ones at frames r, r + width,
         ...): each output sample reads frames in a window of ``width`` consecutive frames, so comb r's
-        output there is the weight of the one window frame congruent to r. Costs ``width`` one-channel
-        upsamplings, computed in fp32.
+        output there is the weight of the one window frame congruent to r. A frame's row can differ from
+        the interior one only if that window reaches past an end, so combs of at most 2 * width + 3 frames
+        show every row (the right-hand ones at the same distance from the end). Costs ``width`` one-channel
+        upsamplings of that length, computed in fp32.
         """
         if not self.linear:
             raise ValueError("UpsampleNetwork.banded_upsampler: only for a linear network (nearest stretch, 1-wide frequency kernel, no activation)")  # fmt: skip
+        if frames < 1:
+            raise ValueError(f"UpsampleNetwork.banded_upsampler: frames must be >= 1, got {frames}")
         first, last = self.frame_support()
         width, hop = last - first + 1, math.prod(self.upsample_scales)
+        reach = width + 1  # frames this close to an end may read past it
+        probe = min(frames, 2 * reach + 1)
         if device is None:
             device = next(self.parameters()).device
-        index = torch.arange(frames, device=device)
-        combs = (index % width == torch.arange(width, device=device)[:, None]).float().unsqueeze(1)  # (width, 1, F)
-        responses = self.forward(combs).float().view(width, frames, hop)
-        source = index[:, None] + first + torch.arange(width, device=device)  # (F, width): the frame read
-        band = responses[source % width, index[:, None]]  # (F, width, hop)
-        band = band * ((source >= 0) & (source < frames)).unsqueeze(-1)
-        return BandedUpsampler.from_band(band, first)
+        index = torch.arange(probe, device=device)
+        combs = (index % width == torch.arange(width, device=device)[:, None]).float().unsqueeze(1)  # (width, 1, P)
+        responses = self.forward(combs).float().view(width, probe, hop)
+        source = index[:, None] + first + torch.arange(width, device=device)  # (P, width): the frame read
+        rows = responses[source % width, index[:, None]]  # (P, width, hop)
+        rows = rows * ((source >= 0) & (source < probe)).unsqueeze(-1)
+        interior = rows[probe // 2].clone()
+        # Probe frame i stands for frame i near the left end and frames - probe + i near the right end.
+        candidates = {j: j for j in range(min(reach, frames))}
+        candidates |= {j: j - frames + probe for j in range(max(frames - reach, 0), frames)}
+        edges = tuple((j, rows[i].clone()) for j, i in sorted(candidates.items()) if not torch.equal(rows[i], interior))
+        return BandedUpsampler(frames, first, interior, edges)
 
     def context(self, c: torch.Tensor) -> torch.Tensor:
         """The frame-rate features the upsampling stretches: ``c`` itself here (no context conv)."""

@@ -229,8 +229,8 @@ def _check_frames(x: torch.Tensor, c: torch.Tensor, upsampler: BandedUpsampler) 
             f"c holds {frames} frames for an aux_upsampler built for {upsampler.frames} frames of "
             f"{upsampler.hop} samples; x has {length} samples"
         )
-    if upsampler.band.device != x.device:
-        _fail(f"aux_upsampler is on {upsampler.band.device} but x is on {x.device}")
+    if upsampler.device != x.device:
+        _fail(f"aux_upsampler is on {upsampler.device} but x is on {x.device}")
 
 
 def wavenet_block(

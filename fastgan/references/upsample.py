@@ -134,48 +134,45 @@ def stretch_conv1d_backward_reference(
 class BandedUpsampler:
     """A linear upsampling shared by every channel, from F frames to F * hop samples, as a band matrix.
 
-    ``out[..., j * hop + p] = sum_w frames[..., j + offset + w] * band[j, w, p]`` (frames zero outside
+    ``out[..., j * hop + p] = sum_w frames[..., j + offset + w] * band_j[w, p]`` (frames zero outside
     [0, F)). Parallel WaveGAN's upsampler without activations is such a map (each scale is a per-phase
     3-tap filter over zero-padded input), so a channel mixing W applied after it equals the same mixing
     applied at frame rate before it: ``W @ U(c) == U(W @ c)``. The WaveNet block uses this on CPU to
     apply its aux 1x1 conv to the frames (hop times fewer products) and spread the result over time with
     a K = width GEMM (see ``wavenet_block_reference``).
 
-    ``band`` holds every frame's row, exact at the edges (where the zero padding of each scale's input
-    makes a frame's pattern differ); ``edge_frames`` lists the frames whose row differs from the interior
-    one, ``interior`` (width, hop), which all other frames share bit for bit.
+    Every frame shares ``interior`` (width, hop) bit for bit except the few near either end, where the zero
+    padding of each scale's input changes the pattern: ``edges`` holds those frames' own rows. The size
+    does not grow with F.
     """
 
-    band: torch.Tensor  # (F, width, hop), fp32
+    frames: int
     offset: int  # the first frame a sample reads, relative to its own frame j = t // hop
-    interior: torch.Tensor  # (width, hop)
-    edge_frames: tuple[int, ...]
-
-    @property
-    def frames(self) -> int:
-        return self.band.shape[0]
+    interior: torch.Tensor  # (width, hop), fp32
+    edges: tuple[tuple[int, torch.Tensor], ...]  # (frame, its (width, hop) row) where it differs
 
     @property
     def width(self) -> int:
-        return self.band.shape[1]
+        return self.interior.shape[0]
 
     @property
     def hop(self) -> int:
-        return self.band.shape[2]
+        return self.interior.shape[1]
 
-    @classmethod
-    def from_band(cls, band: torch.Tensor, offset: int) -> BandedUpsampler:
-        interior = band[band.shape[0] // 2]
-        differs = (band != interior).flatten(1).any(1)
-        edges = tuple(int(j) for j in differs.nonzero().flatten().tolist())
-        return cls(band, offset, interior, edges)
+    @property
+    def edge_frames(self) -> tuple[int, ...]:
+        return tuple(j for j, _ in self.edges)
+
+    @property
+    def device(self) -> torch.device:
+        return self.interior.device
 
     def windows(self, rows: torch.Tensor, first: int, stop: int) -> torch.Tensor:
-        """``rows`` (C, F) -> (C, stop - first, width): the frames each of frames first..stop-1 reads."""
-        left = -self.offset
-        right = self.width - 1 + self.offset
-        padded = F.pad(rows, (left, right))
-        return padded[:, first : stop + self.width - 1].unfold(1, self.width, 1)
+        """``rows`` (..., F) -> (..., stop - first, width): the frames each of frames first..stop-1 reads."""
+        lo, hi = first + self.offset, stop + self.offset + self.width - 1  # frames [lo, hi) are read
+        piece = rows[..., max(lo, 0) : min(hi, self.frames)]
+        piece = F.pad(piece, (max(0, -lo), max(0, hi - self.frames)))
+        return piece.unfold(-1, self.width, 1)
 
     def apply_rows(
         self, rows: torch.Tensor, first: int, stop: int, row_bias: torch.Tensor | None = None
@@ -189,17 +186,17 @@ class BandedUpsampler:
             return rows.new_empty((rows.shape[0], 0))
         windows = self.windows(rows, first, stop)  # (C, n, width), a strided view
         channels, count = windows.shape[0], windows.shape[1]
-        interior, band = self.interior.to(rows.dtype), self.band
+        interior = self.interior.to(rows.dtype)
         if row_bias is not None:
             windows = torch.cat([windows, row_bias.to(rows.dtype)[:, None, None].expand(-1, count, 1)], 2)
             interior = torch.cat([interior, interior.new_ones((1, self.hop))])
         out = torch.mm(windows.reshape(channels * count, -1), interior).view(channels, count, self.hop)
-        for j in self.edge_frames:
+        for j, row in self.edges:
             if first <= j < stop:
-                edge = band[j].to(rows.dtype)
+                row = row.to(rows.dtype)
                 if row_bias is not None:
-                    edge = torch.cat([edge, edge.new_ones((1, self.hop))])
-                out[:, j - first] = windows[:, j - first] @ edge
+                    row = torch.cat([row, row.new_ones((1, self.hop))])
+                out[:, j - first] = windows[:, j - first] @ row
         return out.view(channels, count * self.hop)
 
     def apply(self, frames: torch.Tensor) -> torch.Tensor:
@@ -208,7 +205,8 @@ class BandedUpsampler:
         if count != self.frames:
             raise ValueError(f"BandedUpsampler: built for {self.frames} frames, got {count}")
         compute = _compute_dtype(frames.dtype)
-        left, right = -self.offset, self.width - 1 + self.offset
-        windows = F.pad(frames.to(compute), (left, right)).unfold(2, self.width, 1)  # (B, C, F, width)
-        out = torch.einsum("bcjw,jwp->bcjp", windows, self.band.to(compute))
+        windows = self.windows(frames.to(compute), 0, count)  # (B, C, F, width)
+        out = torch.matmul(windows, self.interior.to(compute))  # (B, C, F, hop)
+        for j, row in self.edges:
+            out[:, :, j] = windows[:, :, j] @ row.to(compute)
         return out.reshape(batch, channels, count * self.hop).to(frames.dtype)
