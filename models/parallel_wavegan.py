@@ -238,21 +238,6 @@ class ParallelWaveGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return run_layers(self.conv_layers, x)
 
-    def _aux_at_frame_rate(self, z: torch.Tensor, c: torch.Tensor) -> bool:
-        """Whether the blocks get the frames and the upsampler as a band instead of the upsampled features.
-
-        The upsampler without activations is linear and shared by every channel, so each block's aux
-        1x1 conv can run before it, at frame rate: a quarter of the stack's products saved in CPU
-        inference (where the blocks do this; see ``fastgan.references.wavenet_block``). Training and
-        the other paths upsample once, as parallel_wavegan does.
-        """
-        if not getattr(self.upsample_net, "linear", False) or not WaveNetResidualBlock.takes_frame_rate_aux(z):
-            return False
-        if self.training and any(layer.dropout > 0 for layer in self.conv_layers):
-            return False
-        tensors = (z, c, *self.parameters())
-        return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-
     def apply_weight_norm(self) -> None:
         apply_weight_norm(self, (nn.Conv1d, nn.Conv2d))
 
