@@ -204,7 +204,9 @@ class TestSmallConfigurations:
 PWG_INFERENCE = {
     "centred": dict(SMALL_GENERATORS["pwg"][1], upsample_params={"upsample_scales": [3, 2]}),
     "causal": dict(PWG_CAUSAL),
-}
+    "no-context-conv": dict(SMALL_GENERATORS["pwg"][1], upsample_net="UpsampleNetwork", aux_context_window=0,
+                            upsample_params={"upsample_scales": [2, 3]}),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(PWG_INFERENCE))
