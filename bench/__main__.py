@@ -84,23 +84,26 @@ def main(argv: list[str] | None = None) -> int:
             continue
         module = importlib.import_module(f"bench.{name}")
         start = time.perf_counter()
-        rows = []
-        not_run = []
+        print(f"\n## {name}")
+        not_run, header_done = [], False
         for case in module.cases(args.quick, device):
             if args.time_budget is not None and time.perf_counter() - run_start > args.time_budget:
                 not_run.append(f"{case.name} {case.mode}")
                 continue
             case = _select_impls(case, args.skip_compiled, args.compiled_only)
-            if case is not None:
-                rows += harness.run_case(case, device, copy_gbps, info["device"])
+            if case is None:
+                continue
+            rows = harness.run_case(case, device, copy_gbps, info["device"])
+            table = harness.format_table(rows).splitlines()
+            print("\n".join(table[1:] if header_done else table), flush=True)
+            header_done = True
+            # Printed and appended case by case, so a run killed by a time limit keeps what it measured.
+            path = harness.write_results(rows, info, out_dir, stem)
+            all_rows += rows
         if not_run:
             print(f"# {name}: {len(not_run)} case(s) not run, the {args.time_budget:.0f} s budget is spent: "
                   + "; ".join(not_run))  # fmt: skip
-        print(f"\n## {name} ({time.perf_counter() - start:.0f} s)")
-        print(harness.format_table(rows))
-        # Appended module by module, so a run stopped by a time limit keeps what it measured.
-        path = harness.write_results(rows, info, out_dir, stem)
-        all_rows += rows
+        print(f"# {name}: {time.perf_counter() - start:.0f} s")
     plot = harness.plot_speedups(all_rows, out_dir / f"{stem}.png", f"fastgan on {info['device']}")
     print(f"\nresults appended to {path}" + (f"; plot {plot}" if plot else ""))
     return 0

@@ -214,7 +214,8 @@ def export_onnx(
     axes = {"mel": {0: "batch", 2: "frames"}, "audio": {0: "batch", 2: "samples"}}
     if wrapper.pwg:
         axes["noise"] = {0: "batch", 2: "samples"}
-    with reference_path(), torch.no_grad(), warnings.catch_warnings():
+    # A CPU default device for the trace too: tensors a forward creates must sit with the CPU copy of the model.
+    with torch.device("cpu"), reference_path(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper, example, path, dynamo=False, input_names=names, output_names=["audio"],
@@ -228,12 +229,13 @@ def export_onnx(
 
 
 def _example(wrapper: _Synthesis, mel_channels: int, frames: int, seed: int = 0) -> tuple:
+    """CPU inputs whatever the default device (the export and its check run a CPU copy of the model)."""
     g = torch.Generator().manual_seed(seed)
-    mel = torch.randn(1, mel_channels, frames, generator=g)
+    mel = torch.randn(1, mel_channels, frames, generator=g, device="cpu")
     if not wrapper.pwg:
         return (mel,)
     hop = int(wrapper.model.upsample_factor)
-    return (mel, torch.randn(1, 1, frames * hop, generator=g))
+    return (mel, torch.randn(1, 1, frames * hop, generator=g, device="cpu"))
 
 
 def onnx_check(generator: nn.Module, path: str | os.PathLike, *, frames: int = 39) -> float | None:
@@ -245,7 +247,7 @@ def onnx_check(generator: nn.Module, path: str | os.PathLike, *, frames: int = 3
     model = copy_for_inference(generator).cpu().float()
     wrapper = _Synthesis(model, getattr(model, "pqmf", None)).eval()
     example = _example(wrapper, _mel_channels(model), frames, seed=1)
-    with reference_path(), torch.no_grad():
+    with torch.device("cpu"), reference_path(), torch.no_grad():
         expected = wrapper(*example).numpy()
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     feeds = {i.name: t.numpy() for i, t in zip(session.get_inputs(), example, strict=True)}

@@ -30,6 +30,12 @@ INTERPRETER = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 DEVICE = torch.device(os.environ.get("FASTGAN_TEST_DEVICE", "cpu"))
 if DEVICE.type != "cpu":
     torch.set_default_device(DEVICE)
+if DEVICE.type == "cuda":
+    # The oracles (cuDNN convs, cuBLAS matmuls in the references and in parallel_wavegan) must be IEEE fp32:
+    # torch lets cuDNN round fp32 conv inputs to TF32 (10-bit mantissa, ~1e-3) by default, which no fp32
+    # tolerance here admits. The kernels' own fp32 path is 3xTF32, near fp32 (tests/tolerances.py).
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 KERNELS_RUN = INTERPRETER or DEVICE.type == "cuda"  # ops on DEVICE tensors take the Triton path
 
 _real_empty = torch.empty

@@ -33,13 +33,13 @@ def test_onnx_round_trip(name, tmp_path):
 
     frames = 27  # not the traced length
     g = torch.Generator().manual_seed(3)
-    mel = torch.randn(frames, MEL, generator=g)
+    mel = torch.randn(frames, MEL, generator=g, device="cpu")  # onnxruntime's input; moved to DEVICE below
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {"mel": mel.t()[None].numpy()}
     with torch.no_grad():
         model_on_device = generator.to(DEVICE)
         if name.startswith("pwg"):
-            noise = torch.randn(frames * generator.upsample_factor, 1, generator=g)
+            noise = torch.randn(frames * generator.upsample_factor, 1, generator=g, device="cpu")
             feeds["noise"] = noise.t()[None].numpy()
             expected = model_on_device.inference(mel.to(DEVICE), x=noise.to(DEVICE)).reshape(-1).cpu()
         else:

@@ -21,15 +21,6 @@ FRAMES = 23
 CHUNKS = (1, 3, 10, 64)  # one frame at a time, uneven, the nominal 10, longer than the utterance
 
 
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    """cuDNN's TF32 convolutions would round the stream's convs to 10 bits on a GPU."""
-    saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = saved
-
-
 MODELS = list(small_generators())
 
 
