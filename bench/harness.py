@@ -73,14 +73,11 @@ def time_fn(fn: Callable[[], object], device: torch.device, min_run_time: float 
     fn()  # warm-up: first-call costs (compilation, allocation) stay out of the numbers
     measurement = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     times = measurement.blocked_autorange(min_run_time=min_run_time)
-    raw = sorted(t * 1e3 for t in times.times)
-    if len(raw) < 2:
-        return raw[0], raw[0], raw[0]
-    quantiles = statistics.quantiles(raw, n=10)
-    return statistics.median(raw), quantiles[1], quantiles[7]
+    return _quantiles([t * 1e3 for t in times.times])
 
 
 def _quantiles(raw: list[float]) -> tuple[float, float, float]:
+    """(median, 20 %, 80 %) of the samples."""
     raw = sorted(raw)
     if len(raw) < 2:
         return raw[0], raw[0], raw[0]

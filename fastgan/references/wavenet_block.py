@@ -26,9 +26,9 @@ threads, wall time) faster than parallel_wavegan's blocks on this project's (bus
   frames and the aux conv runs at frame rate, ``W_aux @ U(c) = U(W_aux @ c)``: U is then a
   K = width (4-5) GEMM per chunk writing the pre-activations the taps accumulate into. That drops
   the aux GEMM (80 of the 272 products per gate value at PWG's sizes; measured 1.29x on the 30-layer
-  stack, 1.59x on the whole generator against parallel_wavegan, 1 thread);
-- tanh is computed in place as ``2 * sigmoid(2a) - 1`` (PyTorch's CPU sigmoid is several times
-  faster than its tanh);
+  stack; the whole generator 1.41x parallel_wavegan's at 0.5 s and 1.65x at 2 s, one thread);
+- tanh is computed as ``2 * sigmoid(2a) - 1`` (PyTorch's CPU sigmoid is several times faster than
+  its tanh), with the factors of two folded into the weights (see ``_forward_chunked``);
 - the skip and residual 1x1 convs are ONE GEMM with concatenated weights and biases, whose
   residual rows carry the sqrt(0.5), so ``x_out`` is that GEMM's slice plus ``sqrt(0.5) * x`` in
   one pass; the skip sum, when given, is added in one more pass.
