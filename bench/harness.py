@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,14 +206,21 @@ _MEASURED_MATMUL_TFLOPS: dict[tuple[str, torch.dtype, int], float] = {}
 
 def measure_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
     """Achieved TFLOP/s of a large dense matmul in ``dtype`` at the current thread count: the compute ceiling
-    where no datasheet peak is listed (every CPU). Measured once per (device, dtype, threads)."""
+    where no datasheet peak is listed (every CPU). Measured once per (device, dtype, threads); on CPU the best
+    of three measurements a second apart: on this shared 2-core host one measurement once read half the
+    two-thread ceiling (a neighbour held a core), and every row's fraction of peak with it."""
     key = (str(device), dtype, torch.get_num_threads())
     if key not in _MEASURED_MATMUL_TFLOPS:
         m, k, n = (4096, 4096, 4096) if device.type == "cuda" else (1024, 1024, 4096)
         a = torch.randn(m, k, device=device).to(dtype)
         b = torch.randn(k, n, device=device).to(dtype)
-        _, fast_ms, _ = time_fn(lambda: a @ b, device)  # the 20 % quantile: a ceiling, not a typical call
-        _MEASURED_MATMUL_TFLOPS[key] = 2 * m * k * n / (fast_ms * 1e-3) / 1e12
+        fastest_ms = math.inf
+        for attempt in range(1 if device.type == "cuda" else 3):
+            if attempt:
+                time.sleep(1.0)
+            _, fast_ms, _ = time_fn(lambda: a @ b, device)  # the 20 % quantile: a ceiling, not a typical call
+            fastest_ms = min(fastest_ms, fast_ms)
+        _MEASURED_MATMUL_TFLOPS[key] = 2 * m * k * n / (fastest_ms * 1e-3) / 1e12
     return _MEASURED_MATMUL_TFLOPS[key]
 
 

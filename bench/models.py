@@ -1,8 +1,8 @@
 """Whole vocoders: fastgan.models against the same models in parallel_wavegan 0.6.1, same device, same run.
 
 * inference (``fwd``): every generator with weight norm folded on both sides, eval mode, under
-  ``torch.no_grad``; batch 1 and 16 (quick: batch 1, 0.1 s), fp32 and (on GPU)
-  bf16 (both models cast to bf16). The case name carries the audio length, so
+  ``torch.no_grad``; batch 1 and 16 (quick: batch 1, 0.1 s), fp32 and bf16 (both models cast to
+  bf16; on CPU only where it has native bf16 GEMMs, and not in quick mode). The case name carries the audio length, so
   kHz of audio per second = batch x samples / median and x real time = batch x seconds / median;
   ``python -m bench.models [--quick]`` prints those columns.
 * training step (``fwd+bwd``): each generator with its discriminator and losses as parallel_wavegan
@@ -100,11 +100,14 @@ def _inference_cases(
     quick: bool, device, seconds: float | None = None, batches: list[int] | None = None, names: list[str] | None = None
 ) -> list[Case]:
     from fastgan.nn import PQMF
+    from fastgan.references._precision import native_cpu_bf16
 
     cases = []
     seconds = seconds or (0.1 if quick else 2.0)
     batches = batches or ([1] if quick else [1, 16])
-    dtypes = [torch.float32] if device.type == "cpu" else [torch.float32, torch.bfloat16]
+    dtypes = [torch.float32, torch.bfloat16]
+    if device.type == "cpu" and (quick or not native_cpu_bf16()):  # emulated bf16 is slower than fp32
+        dtypes = [torch.float32]
     pqmf_cls = getattr(_parallel_wavegan("layers"), "PQMF", None)
     for name, (cls_name, spec, hop, *_rest) in GENERATORS.items():
         if names and name not in names:

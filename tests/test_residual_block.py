@@ -235,7 +235,8 @@ class _LaunchSpy:
 # shorter than the kernel; two halo chunks (k = 19 > 17); an even causal kernel; the first conv
 # reflect-padded; every BLOCK_T the launcher can pick for the dtype. The large-reduction bf16 cases
 # (k = 7..11, 20..36 channels) once caught the CPU reference rounding z to bf16 between its convs
-# (a LeakyReLU gate flipped where bf16 z had the wrong sign); it now computes in fp32 like the kernels.
+# (a LeakyReLU gate flipped where bf16 z had the wrong sign); its gradients now compute in fp32 like
+# the kernels (bf16 inference may stay bf16: test_bf16_inference_against_float64).
 RESBLOCK1_CASES = [
     (40, 3, 1, "zeros", False, 45, 2, 32, torch.float32),
     (33, 5, 3, "zeros", True, 70, 1, 64, torch.float32),
@@ -664,3 +665,51 @@ def test_kernels_ran_where_expected():
     from fastgan import _backend
 
     assert _backend.use_triton(torch.randn(1, device=DEVICE), "leaky_dilated_residual") == KERNELS_RUN
+
+
+# --- bf16 inference on CPU (the reference's own working precision) ------------------------------
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "fp32-working"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_bf16_inference_against_float64(kind, native, monkeypatch):
+    # Without autograd the CPU reference keeps bf16 (each conv rounded once, fp32 accumulation inside)
+    # where the CPU has native bf16 GEMMs, else computes in fp32; both within the bf16 bound. The
+    # large-reduction ResBlock1 shapes are the ones that caught a gate flip in the gradients.
+    import fastgan.references._precision as precision
+
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: native)
+    generator = torch.Generator(device=DEVICE).manual_seed(9)
+    padding = "reflect" if kind == "melgan" else "zeros"
+    for channels, kernel_size, dilation, causal, length in [
+        (20, 7, 5, False, 150),
+        (36, 11, 3, True, 77),
+        (24, 3, 9, False, 40),
+    ]:
+        x = torch.randn(1, channels, length, generator=generator).to(torch.bfloat16)
+        params = make_params(kind, channels, kernel_size, dtype=torch.bfloat16, generator=generator)
+        slope, causal = SLOPES[kind], causal and kind != "melgan"
+        config = (slope, dilation, padding, causal)
+        assert precision.cpu_compute_dtype(x, inference=True) == (torch.bfloat16 if native else torch.float32)
+        with torch.no_grad():
+            out = leaky_dilated_residual(
+                x, *params, negative_slope=slope, dilation=dilation, padding=padding, causal=causal
+            )
+            expected = composition(x.double(), *[None if p is None else p.double() for p in params], *config)
+        assert out.dtype == torch.bfloat16
+        assert_scaled_close(out, expected, torch.bfloat16, f"out c={channels} k={kernel_size}")
+
+
+@pytest.mark.reference
+def test_cpu_working_dtype():
+    # fp32 for every gradient and for fp16; bf16 inference keeps bf16 only where the CPU has it natively.
+    from fastgan.references._precision import cpu_compute_dtype, native_cpu_bf16
+
+    cpu = lambda dtype: torch.empty(1, dtype=dtype, device="cpu")
+    assert cpu_compute_dtype(cpu(torch.bfloat16)) == torch.float32
+    assert cpu_compute_dtype(cpu(torch.float16), inference=True) == torch.float32
+    assert cpu_compute_dtype(cpu(torch.float32), inference=True) == torch.float32
+    assert cpu_compute_dtype(cpu(torch.float64)) == torch.float64
+    native = torch.bfloat16 if native_cpu_bf16() else torch.float32
+    assert cpu_compute_dtype(cpu(torch.bfloat16), inference=True) == native

@@ -576,3 +576,39 @@ def test_frame_rate_aux_frame_count_must_match():
         wavenet_block(x, torch.randn(1, 5, 3), *(p[k] for k in NAMES[2:]), aux_upsampler=upsampler)
     with pytest.raises(ValueError, match="x has 30 samples"):
         wavenet_block(torch.randn(1, 8, 30), torch.randn(1, 5, 4), *(p[k] for k in NAMES[2:]), aux_upsampler=upsampler)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "fp32-working"])
+@pytest.mark.parametrize("frame_rate", [False, True], ids=["upsampled-aux", "frame-rate-aux"])
+def test_bf16_inference_against_float64(monkeypatch, native, frame_rate):
+    """CPU bf16 inference (the chunked path, with the aux at frame rate or not) against the float64
+    composition: bf16 working precision where the CPU has native bf16 GEMMs, else fp32; one bf16 bound."""
+    import fastgan.references._precision as precision
+    import fastgan.references.wavenet_block as reference
+
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(reference, "CPU_CHUNK", 24)  # several chunks, at frame edges with the band
+    generator = torch.Generator(device=DEVICE).manual_seed(11)
+    net = fastgan.nn.UpsampleNetwork([2, 3]).to(DEVICE)
+    frames, hop = 11, 6
+    p = make_params(64, 128, 64, 80, 3, dtype=torch.bfloat16, generator=generator)
+    x = torch.randn(2, 64, frames * hop, generator=generator).to(torch.bfloat16)
+    c = torch.randn(2, 80, frames, generator=generator)
+    with torch.no_grad():
+        c_up = net(c).to(torch.bfloat16)
+        c = c.to(torch.bfloat16)
+        skip_sum = torch.randn(2, 64, frames * hop, generator=generator).to(torch.bfloat16)
+        weights = [p[k] for k in NAMES[2:]]
+        if frame_rate:  # the band in fp32 applied to bf16 frames: compare with the same band's output
+            upsampler = net.banded_upsampler(frames)
+            got = wavenet_block(x, c, *weights, dilation=4, skip_sum=skip_sum, aux_upsampler=upsampler)
+            c_up = upsampler.apply(c.double())
+        else:
+            got = wavenet_block(x, c_up, *weights, dilation=4, skip_sum=skip_sum)
+        want = composition(
+            x.double(), c_up.double(), {k: v.double() for k, v in p.items()}, 4, False, skip_sum.double()
+        )
+    for name, a, b in zip(("x_out", "skip"), got, want, strict=True):
+        assert a.dtype == torch.bfloat16
+        assert_scaled_close(a, b, torch.bfloat16, name)

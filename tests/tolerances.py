@@ -116,7 +116,8 @@ MODELS = {torch.float32: (1e-4, 1e-4)}
 # terms the same ops in another order), each a mean over ~1e4..1e5 terms.
 TRAIN_LOSS = {"rel": 1e-5}
 
-# A whole (small) generator under torch.autocast(bfloat16) against its fp32 output, relative RMS error. Each bf16
+# A whole (small) generator under torch.autocast(bfloat16), or cast to bf16 for inference, against its fp32
+# output, relative RMS error. Each bf16
 # rounding of an operand costs up to 2**-8 ~ 3.9e-3 relative, and roughly independent roundings in series add up
 # as their square root: the small PWG (conv_in, 2 upsample scales, 8 gated layers of ~4 rounded stages each, skip
 # sum) has ~40 stages, 3.9e-3 * sqrt(40) ~ 2.5e-2; the MelGAN/HiFi-GAN ones fewer.

@@ -15,7 +15,8 @@ into ``F.conv1d``), the LeakyReLU on the fresh conv output runs in place, the re
 place, and MelGAN's two 1x1 convs (of ``h`` and of ``x``) are two GEMMs accumulating into one
 output buffer (measured faster on CPU than oneDNN's 1x1 conv, and than one GEMM over [h; x]).
 The backward recomputes the forward's intermediates (none are kept between the passes) and runs
-each conv's backward once. fp16/bf16 on CPU compute in fp32 and round once (as the kernels do).
+each conv's backward once. fp16/bf16 on CPU compute in fp32 and round once (as the kernels do), except
+bf16 inference on CPUs with native bf16 GEMMs (see ``fastgan.references._precision``).
 """
 
 from __future__ import annotations
@@ -115,12 +116,13 @@ def leaky_dilated_residual_reference(
     """One residual step (see the module docstring); ``x`` (B, C, T), weights (C, C, k)."""
     args = (x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias)
     config = (negative_slope, dilation, padding, causal)
-    work = cpu_compute_dtype(x)
+    # The custom op's forward never runs under autograd; a direct caller with gradients (the eager
+    # CPU path) gets the plain (out-of-place) composition, differentiated by autograd.
+    differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args)
+    work = cpu_compute_dtype(x, inference=not differentiable)
     if work != x.dtype:  # half precision on CPU: fp32 throughout, one rounding
         return leaky_dilated_residual_reference(*_cast(args, work), *config).to(x.dtype)
-    # The custom op's forward never runs under autograd; a direct caller with gradients gets the
-    # plain (out-of-place) composition.
-    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args)):
+    if not differentiable:
         return _forward_fast(*args, *config)
     left, right = pad_amounts(weight1.shape[2], dilation, causal)
     mode = "constant" if padding == "zeros" else padding

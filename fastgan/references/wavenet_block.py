@@ -32,7 +32,8 @@ threads, wall time) faster than parallel_wavegan's blocks on this project's (bus
 - the skip and residual 1x1 convs are ONE GEMM with concatenated weights and biases, whose
   residual rows carry the sqrt(0.5), so ``x_out`` is that GEMM's slice plus ``sqrt(0.5) * x`` in
   one pass; the skip sum, when given, is added in one more pass.
-fp16/bf16 on CPU compute in fp32 and round once.
+fp16/bf16 on CPU compute in fp32 and round once, except bf16 inference on CPUs with native bf16 GEMMs
+(see ``fastgan.references._precision``).
 """
 
 from __future__ import annotations
@@ -161,16 +162,16 @@ def wavenet_block_reference(
     times fewer products; it was ~25 % of Parallel WaveGAN's work) and U as a K = width GEMM per chunk.
     """
     dtype = x.dtype
-    work = cpu_compute_dtype(x)
+    differentiable = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip)
+    )
+    work = cpu_compute_dtype(x, inference=not differentiable)
     cast = lambda t: None if t is None else t.to(work)
     x_w, c_w = x.to(work), cast(c)
     w_conv, b_conv, w_aux = w_conv.to(work), cast(b_conv), cast(_as_matrix(w_aux))
     w_out, w_skip = _as_matrix(w_out).to(work), _as_matrix(w_skip).to(work)
     skip_ch = w_skip.shape[0]
     weight, bias = _output_weights(w_out, b_out, w_skip, b_skip, work)
-    differentiable = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip)
-    )
     if x.device.type == "cpu" and not differentiable:
         skip_w = None if skip_sum is None else skip_sum.to(work)
         x_out, skip = _forward_chunked(
