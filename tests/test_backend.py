@@ -63,3 +63,6 @@ def test_info_command_lists_every_op():
     for name in fastgan.ops.OPS:
         assert name in result.stdout
     assert "torch" in result.stdout
+    from fastgan.references._precision import native_cpu_bf16
+
+    assert ("bf16 native" if native_cpu_bf16() else "bf16 not native") in result.stdout
