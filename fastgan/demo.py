@@ -6,7 +6,8 @@
    shipped default model (analysis–synthesis through its mel front end), writes the wavs and a PNG
    comparing input and output log-mel spectrograms, and prints the log-mel distance of each;
 2. prints the real-time factor of each generator (MelGAN, Multi-band MelGAN, HiFi-GAN V1/V3,
-   Parallel WaveGAN at their published sizes) on this device, whole-utterance inference;
+   Parallel WaveGAN at their published sizes) on this device, whole-utterance inference, in fp32
+   and, where it runs natively (CUDA, a CPU with bf16 GEMMs), in bf16;
 3. streams the bundled speech through MelGAN in 10-frame chunks (``bench/realtime.py``) and prints
    the first-chunk latency, per-chunk times, real-time factor and look-ahead;
 4. runs ``python -m bench --quick`` over the hot-path modules: the table of every hot path against
@@ -110,35 +111,47 @@ def generator_rtfs(device: torch.device, seconds: float = 0.5) -> None:
     """Step 2: whole-utterance inference speed of each generator at its published size.
 
     ``seconds`` of speech per generator (a quarter of it for Parallel WaveGAN, whose 30 layers at the
-    full sample rate are much slower on a CPU), after a short warm-up call; the better of two runs."""
+    full sample rate are much slower on a CPU), after a short warm-up call; the better of two runs.
+    Also in bf16 (model and features cast) where it runs natively: CUDA, or a CPU with bf16 GEMMs."""
     sys.path.insert(0, str(ROOT))
     from bench.realtime import MODELS, build_generator, speech_mel
+    from fastgan.references._precision import native_cpu_bf16
 
-    _section(f"real-time factor of each generator on {device} (whole utterance, {seconds:g} s of speech, fp32)")
+    bf16 = device.type == "cuda" or native_cpu_bf16()  # emulated bf16 (no AVX512-BF16/AMX) is slower than fp32
+    dtypes = "fp32 and bf16" if bf16 else "fp32"
+    _section(f"real-time factor of each generator on {device} (whole utterance, {seconds:g} s of speech, {dtypes})")
     speech = speech_mel(seconds).to(device)
     for name in MODELS:
         generator = build_generator(name).to(device)
         mel = speech[: max(8, speech.shape[0] // 4)] if name == "pwg" and device.type == "cpu" else speech
 
         def once(mel, generator=generator, name=name):
-            noise = torch.randn(mel.shape[0] * 256, 1, device=device) if name == "pwg" else None
+            noise = torch.randn(mel.shape[0] * 256, 1, device=device, dtype=mel.dtype) if name == "pwg" else None
             with torch.no_grad():
                 out = generator.inference(mel, x=noise) if noise is not None else generator.inference(mel)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             return out
 
-        once(mel[:9])  # warm-up
-        runs = []
-        for _ in range(2):  # the better of two runs: a shared CPU makes single timings erratic
-            start, cpu = time.perf_counter(), time.process_time()
-            audio = once(mel)
-            runs.append((time.perf_counter() - start, time.process_time() - cpu))
-        wall, cpu = min(runs)
+        def best_of_two(mel, once=once):
+            """(wall s, CPU s, audio) of the better of two runs after a warm-up: a shared CPU makes single timings erratic."""
+            once(mel[:9])
+            runs = []
+            for _ in range(2):
+                start, cpu = time.perf_counter(), time.process_time()
+                audio = once(mel)
+                runs.append((time.perf_counter() - start, time.process_time() - cpu))
+            return (*min(runs), audio)
+
+        wall, cpu, audio = best_of_two(mel)
         duration = audio.shape[0] / 22050
         line = f"  {name:<11} RTF {wall / duration:7.3f}  ({duration / wall:6.1f}x real time)"
         if device.type == "cpu":
             line += f"   CPU-time RTF {cpu / duration:.3f}  ({torch.get_num_threads()} threads, {duration:.2f} s)"
+        if bf16:
+            generator.to(torch.bfloat16)
+            wall_bf16, _, _ = best_of_two(mel.to(torch.bfloat16))
+            line += f"   bf16 RTF {wall_bf16 / duration:.3f} ({wall / wall_bf16:.1f}x fp32's speed)"
         print(line, flush=True)
 
 
