@@ -99,15 +99,15 @@ def _count_flops(fn) -> int:
 def _inference_cases(
     quick: bool, device, seconds: float | None = None, batches: list[int] | None = None, names: list[str] | None = None
 ) -> list[Case]:
+    from fastgan._backend import native_bf16
     from fastgan.nn import PQMF
-    from fastgan.references._precision import native_cpu_bf16
 
     cases = []
     seconds = seconds or (0.1 if quick else 2.0)
     batches = batches or ([1] if quick else [1, 16])
-    dtypes = [torch.float32, torch.bfloat16]
-    if device.type == "cpu" and (quick or not native_cpu_bf16()):  # emulated bf16 is slower than fp32
-        dtypes = [torch.float32]
+    dtypes = [torch.float32]
+    if native_bf16(device) and not (quick and device.type == "cpu"):  # emulated bf16 is slower than fp32
+        dtypes.append(torch.bfloat16)
     pqmf_cls = getattr(_parallel_wavegan("layers"), "PQMF", None)
     for name, (cls_name, spec, hop, *_rest) in GENERATORS.items():
         if names and name not in names:

@@ -107,6 +107,15 @@ def reference_runs_eagerly(tensor: torch.Tensor, op: str) -> bool:
     return not capturing and not use_triton(tensor, op)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 inference runs at bf16 speed on ``device``: CUDA (the kernels on tensor cores), or a CPU
+    with native bf16 GEMMs, where the references keep bf16 in inference (elsewhere they compute it in fp32,
+    slower than fp32 inputs; see ``fastgan.references._precision``)."""
+    from fastgan.references._precision import native_cpu_bf16
+
+    return device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16())
+
+
 def needs_grad(*tensors: torch.Tensor | None) -> bool:
     """Whether autograd will record a call on these tensors."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

@@ -26,9 +26,8 @@ def _info(args: argparse.Namespace) -> int:
         print(f"device  cuda: {props.name} ({props.total_memory / 2**30:.0f} GiB, sm_{props.major}{props.minor})")
     else:
         print(f"device  cpu: {platform.processor() or platform.machine()}, no CUDA device")
-    from fastgan.references._precision import native_cpu_bf16
-
-    cpu_bf16 = "native: bf16 inference stays bf16" if native_cpu_bf16() else "not native: computed in fp32"
+    native = _backend.native_bf16(torch.device("cpu"))
+    cpu_bf16 = "native: bf16 inference stays bf16" if native else "not native: computed in fp32"
     print(f"cpu     {torch.get_num_threads()} threads, bf16 {cpu_bf16}")
     print(f"backend {_backend.get_backend()}  (FASTGAN_BACKEND / fastgan.set_backend)")
     print(f"TRITON_INTERPRET={'1' if _backend.interpreter_enabled() else '0'}")

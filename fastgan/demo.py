@@ -115,9 +115,9 @@ def generator_rtfs(device: torch.device, seconds: float = 0.5) -> None:
     Also in bf16 (model and features cast) where it runs natively: CUDA, or a CPU with bf16 GEMMs."""
     sys.path.insert(0, str(ROOT))
     from bench.realtime import MODELS, build_generator, speech_mel
-    from fastgan.references._precision import native_cpu_bf16
+    from fastgan._backend import native_bf16
 
-    bf16 = device.type == "cuda" or native_cpu_bf16()  # emulated bf16 (no AVX512-BF16/AMX) is slower than fp32
+    bf16 = native_bf16(device)  # emulated bf16 (a CPU without AVX512-BF16/AMX) is slower than fp32
     dtypes = "fp32 and bf16" if bf16 else "fp32"
     _section(f"real-time factor of each generator on {device} (whole utterance, {seconds:g} s of speech, {dtypes})")
     speech = speech_mel(seconds).to(device)

@@ -63,6 +63,5 @@ def test_info_command_lists_every_op():
     for name in fastgan.ops.OPS:
         assert name in result.stdout
     assert "torch" in result.stdout
-    from fastgan.references._precision import native_cpu_bf16
-
-    assert ("bf16 native" if native_cpu_bf16() else "bf16 not native") in result.stdout
+    native = _backend.native_bf16(torch.device("cpu"))
+    assert ("bf16 native" if native else "bf16 not native") in result.stdout

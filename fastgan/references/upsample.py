@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fastgan.references._precision import HALF_DTYPES
+
 
 def first_offset(causal: bool) -> int:
     """The offset d of a phase's first tap: c[t - 1] (centred) or c[t - 2] (causal)."""
@@ -66,7 +68,7 @@ def smoothing_to_taps(weight: torch.Tensor, scale: int, causal: bool) -> torch.T
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
 def _padded_windows(c: torch.Tensor, causal: bool) -> torch.Tensor:
