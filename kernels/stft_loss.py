@@ -404,11 +404,13 @@ _CACHE_SIZE = 8
 
 
 def _cached(cache: dict, source: torch.Tensor, n_fft: int, build):
-    key = (id(source), source._version, n_fft)
+    # An inference tensor has no version counter (and cannot be changed outside inference mode).
+    key = (id(source), 0 if source.is_inference() else source._version, n_fft)
     entry = cache.get(key)
     if entry is not None and entry[0] is source:
         return entry[1]
-    value = build()
+    with torch.inference_mode(False):  # built in an inference_mode call, it still serves training calls
+        value = build()
     if len(cache) >= _CACHE_SIZE:
         cache.pop(next(iter(cache)))  # the oldest entry
     cache[key] = (source, value)

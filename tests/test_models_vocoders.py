@@ -329,6 +329,41 @@ def test_backward_through_generator_and_discriminator(pair):
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
 
 
+
+@pytest.mark.parametrize("pair", list(PAIRS))
+def test_training_after_an_inference_mode_call(pair, monkeypatch):
+    """A validation pass under torch.inference_mode, then a training step in the same process: constants
+    that the ops cache (the upsampler's phase map, STFT windows and DFT bases) are made inside that first
+    call, and must not be inference tensors that autograd then refuses to save."""
+    import fastgan.functional
+    import fastgan.ops.stft_loss
+    import fastgan.references.upsample
+
+    monkeypatch.setattr(fastgan.references.upsample, "_ASSIGNMENTS", {})
+    monkeypatch.setattr(fastgan.ops.stft_loss, "_STFT_WINDOWS", {})
+    if INTERPRETER:
+        import fastgan.kernels.stft_loss as stft_kernels
+
+        for cache in ("_BASIS_CACHE", "_WINDOW_CACHE", "_MEL_CACHE"):
+            monkeypatch.setattr(stft_kernels, cache, {})
+    generator_case, discriminator_case = PAIRS[pair]
+    name, kwargs, make_inputs = SMALL_GENERATORS[generator_case]
+    generator = getattr(models, name)(**copy.deepcopy(kwargs)).to(DEVICE)
+    discriminator = small_discriminator(discriminator_case)
+    inputs = make_inputs()
+
+    def step():
+        fake = generator(*inputs).sum(1)
+        real = torch.ones_like(fake)
+        sc, mag = fastgan.functional.stft_loss(fake, real, 16, 4, 12, "hann_window")
+        return sc + mag + flatten(discriminator(fake.unsqueeze(1)))[-1].mean()
+
+    with torch.inference_mode():
+        step()
+    step().backward()
+    for parameter in generator.parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+
 class TestErrors:
     def test_bad_configurations(self):
         with pytest.raises(ValueError, match="must be 2 x"):

@@ -256,7 +256,8 @@ def _stft_window(window: str | torch.Tensor, win_length: int, device: torch.devi
     if cached is not None:
         return cached
     try:
-        tensor = getattr(torch, window)(win_length, device=device)
+        with torch.inference_mode(False):  # made in an inference_mode call, it still serves training calls
+            tensor = getattr(torch, window)(win_length, device=device)
     except (AttributeError, TypeError) as error:
         raise ValueError(f"fastgan::stft_loss: unknown window {window!r} (a torch window function name)") from error
     if not torch.compiler.is_compiling():

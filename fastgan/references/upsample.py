@@ -44,11 +44,12 @@ def _assignment(scale: int, causal: bool, device: torch.device, dtype: torch.dty
     kernel = 2 * scale + 1
     pad = 2 * scale if causal else scale
     first = first_offset(causal)
-    r = torch.arange(scale, device=device).view(scale, 1)
-    k = torch.arange(kernel, device=device).view(1, kernel)
-    m = torch.div(r + k - pad, scale, rounding_mode="floor") - first  # (s, 2s+1), values in {0, 1, 2}
-    assign = m.unsqueeze(-1) == torch.arange(3, device=device)  # (s, 2s+1, 3)
-    assign = assign.permute(1, 0, 2).reshape(kernel, 3 * scale).to(dtype)
+    with torch.inference_mode(False):  # made in an inference_mode call, it still serves training calls
+        r = torch.arange(scale, device=device).view(scale, 1)
+        k = torch.arange(kernel, device=device).view(1, kernel)
+        m = torch.div(r + k - pad, scale, rounding_mode="floor") - first  # (s, 2s+1), values in {0, 1, 2}
+        assign = m.unsqueeze(-1) == torch.arange(3, device=device)  # (s, 2s+1, 3)
+        assign = assign.permute(1, 0, 2).reshape(kernel, 3 * scale).to(dtype)
     if not torch.compiler.is_compiling():
         _ASSIGNMENTS[key] = assign
     return assign
