@@ -1,7 +1,7 @@
 """Shared launch helpers and the description of every configuration a launcher can use.
 
 Each kernel module lists its configurations through ``aot_specs()`` so that the ahead-of-time
-compile check (``python -m fastgan.devtools.aot``) can build every one of them for sm_90
+compile check (``tests/aot_compile.py``) can build every one of them for sm_90
 without a GPU.
 """
 
@@ -30,6 +30,18 @@ class KernelSpec:
     @property
     def name(self) -> str:
         return getattr(self.kernel, "__name__", None) or self.kernel.fn.__name__
+
+
+def half_precision_dots(tensor: torch.Tensor) -> bool:
+    """Whether a kernel gives tl.dot fp16/bf16 operands as they are (tensor cores, fp32 accumulation).
+
+    fp32 tensors: no, their dots run as 3xTF32 (about fp32 accuracy). bf16 on CPU, which only the
+    Triton interpreter runs: no either, its bf16 dot is wrong, so the operands are widened to fp32
+    (its fp16 dot multiplies in fp32, as the tensor cores do). Every launcher asks this one rule.
+    """
+    if tensor.dtype == torch.float32:
+        return False
+    return not (tensor.dtype == torch.bfloat16 and tensor.device.type == "cpu")
 
 
 def next_power_of_2(n: int) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec
+from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, half_precision_dots
 
 # Tile shapes per kernel and dtype class: (constexpr blocks, num_warps, num_stages). fp32 dots run
 # as 3xTF32 (three tensor-core products per tile), which holds more registers, so fp32 takes
@@ -212,11 +212,6 @@ def _slope(negative_slope: float | None) -> float:
     return 1.0 if negative_slope is None else float(negative_slope)
 
 
-def _half_dot(tensor: torch.Tensor) -> bool:
-    """Tensor-core dots for fp16/bf16 on the GPU; fp32 dots in the interpreter (its bf16 dot is unreliable)."""
-    return tensor.is_cuda and tensor.dtype != torch.float32
-
-
 def _tap_major(weight: torch.Tensor) -> torch.Tensor:
     """(C_in, C_out, K) -> (K, C_out, C_in), contiguous: every tap's (C_out x C_in) tile is one row-major block."""
     return weight.permute(2, 1, 0).contiguous()
@@ -249,7 +244,7 @@ def conv_transpose1d_forward(
     _conv_transpose1d_forward_kernel[grid](
         x, _tap_major(weight), bias.contiguous(), out, _slope(negative_slope),
         c_in, c_out, length, out_length, kernel_size, stride, padding, q_first, *x.stride(),
-        HALF_DOT=_half_dot(x), **blocks, num_warps=warps, num_stages=stages,
+        HALF_DOT=half_precision_dots(x), **blocks, num_warps=warps, num_stages=stages,
     )  # fmt: skip
     return out
 
@@ -275,7 +270,7 @@ def conv_transpose1d_backward(
     _, c_out, kernel_size = weight.shape
     out_length = grad_out.shape[2]
     slope = _slope(negative_slope)
-    half_dot = _half_dot(x)
+    half_dot = half_precision_dots(x)
     wt = _tap_major(weight)
 
     grad_x = torch.empty((batch, c_in, length), dtype=x.dtype, device=x.device)

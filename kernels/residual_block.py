@@ -54,9 +54,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, next_power_of_2
+from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, half_precision_dots, next_power_of_2
 
-from fastgan._backend import interpreter_enabled
 from fastgan.references.residual_block import pad_amounts
 
 ZEROS, REFLECT = 0, 1
@@ -64,7 +63,8 @@ PAD_CODES = {"zeros": ZEROS, "reflect": REFLECT}
 
 # _conv_kernel and _weight_grad_kernel: one tile configuration.
 CONV_BLOCK_CO, CONV_BLOCK_CI, CONV_BLOCK_T, CONV_STAGES = 32, 32, 64, 3
-WGRAD_BLOCK_O, WGRAD_BLOCK_I, WGRAD_BLOCK_T, WGRAD_WARPS, WGRAD_STAGES = 32, 32, 64, 4, 3
+# Warps as _conv_warps: at 4, the fp32 (3xTF32) weight gradient spilled 28-52 B in the launched specialisations.
+WGRAD_BLOCK_O, WGRAD_BLOCK_I, WGRAD_BLOCK_T, WGRAD_STAGES = 32, 32, 64, 3
 WGRAD_TARGET_PROGRAMS = 528  # ~4 waves of 132 SMs
 WGRAD_MAX_SPLITS = 64
 # _fused_1x1_forward_kernel: every channel of the output tile in one program.
@@ -405,12 +405,6 @@ def _conv_stages(dtype: torch.dtype) -> int:
     return 2 if dtype == torch.float32 else CONV_STAGES
 
 
-def _half_dot(dtype: torch.dtype) -> bool:
-    if dtype == torch.float32:
-        return False
-    return not (dtype == torch.bfloat16 and interpreter_enabled())
-
-
 def _transposed(weight: torch.Tensor) -> tuple[int, int, int]:
     """Strides that read ``weight`` (C_out, C_in, k) as its transpose (C_in, C_out, k), no copy."""
     return weight.stride(1), weight.stride(0), weight.stride(2)
@@ -435,7 +429,7 @@ def _conv(
         float(slope), c_in, c_out, length, weight.shape[2], dilation, left, pad,
         *inp.stride(), *w_strides, *aux_arg.stride(), *res_arg.stride(),
         ADJOINT=adjoint, ACT_IN=act_in, HAS_BIAS=has_bias, ACT_OUT=act_out, GATE=gate,
-        RESIDUAL=residual, HALF_DOT=_half_dot(inp.dtype),
+        RESIDUAL=residual, HALF_DOT=half_precision_dots(inp),
         BLOCK_CO=CONV_BLOCK_CO, BLOCK_CI=CONV_BLOCK_CI, BLOCK_T=CONV_BLOCK_T, num_warps=_conv_warps(inp.dtype),
         num_stages=_conv_stages(inp.dtype),
     )  # fmt: skip
@@ -477,7 +471,7 @@ def leaky_dilated_residual_forward(x, weight1, bias1, weight2, bias2, shortcut_w
             slope, channels, length, weight1.shape[2], dilation, left, pad,
             *x.stride(), *weight1.stride(), weight2.stride(0), weight2.stride(1),
             shortcut_weight.stride(0), shortcut_weight.stride(1),
-            HALF_DOT=_half_dot(x.dtype),
+            HALF_DOT=half_precision_dots(x),
             BLOCK_C=block_c, BLOCK_M=FUSED_BLOCK_M, BLOCK_CI=FUSED_BLOCK_CI, BLOCK_T=block_t, num_warps=warps,
             num_stages=FUSED_STAGES,
         )  # fmt: skip
@@ -501,7 +495,7 @@ def leaky_dilated_residual_forward(x, weight1, bias1, weight2, bias2, shortcut_w
         x, weight1, _zero_bias(bias1, weight1), weight2, _zero_bias(bias2, weight2), residual, scratch, out,
         slope, channels, length, weight1.shape[2], dilation, left, pad, taps2, left2, halo_chunks,
         *x.stride(), *weight1.stride(), *weight2.stride(), *residual.stride(),
-        HALF_DOT=_half_dot(x.dtype),
+        HALF_DOT=half_precision_dots(x),
         BLOCK_C=TWO_CONV_BLOCK_C, BLOCK_CI=TWO_CONV_BLOCK_CI, BLOCK_T=block_t, HALO_T=TWO_CONV_HALO_T,
         num_warps=_conv_warps(x.dtype), num_stages=_conv_stages(x.dtype),
     )  # fmt: skip
@@ -523,8 +517,8 @@ def _weight_grad(grad, inp, taps, *, act, pad=ZEROS, slope=0.0, dilation=1, left
         grad, inp, part, bias_part,
         float(slope), c_out, c_in, length, batch, taps, dilation, left, pad, tiles_per_split,
         *grad.stride(), *inp.stride(),
-        ACT_IN=act, HALF_DOT=_half_dot(grad.dtype),
-        BLOCK_O=WGRAD_BLOCK_O, BLOCK_I=WGRAD_BLOCK_I, BLOCK_T=WGRAD_BLOCK_T, num_warps=WGRAD_WARPS,
+        ACT_IN=act, HALF_DOT=half_precision_dots(grad),
+        BLOCK_O=WGRAD_BLOCK_O, BLOCK_I=WGRAD_BLOCK_I, BLOCK_T=WGRAD_BLOCK_T, num_warps=_conv_warps(grad.dtype),
         num_stages=WGRAD_STAGES,
     )  # fmt: skip
     return part.sum(0), bias_part.sum(0)
@@ -631,5 +625,7 @@ def aot_specs() -> list[KernelSpec]:
                           "BLOCK_I": WGRAD_BLOCK_I, "BLOCK_T": WGRAD_BLOCK_T}  # fmt: skip
             signature.update({k: "constexpr" for k in constexprs})
             label = f"{type_name} act={int(act_in)}"
-            specs.append(KernelSpec(_weight_grad_kernel, signature, constexprs, WGRAD_WARPS, WGRAD_STAGES, label))
+            specs.append(
+                KernelSpec(_weight_grad_kernel, signature, constexprs, _conv_warps(dtype), WGRAD_STAGES, label)
+            )
     return specs

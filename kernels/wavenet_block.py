@@ -37,9 +37,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec
-
-from fastgan import _backend
+from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, half_precision_dots
 
 SQRT_HALF = math.sqrt(0.5)
 # Output-channel block (H, R <= CH; S is streamed) -> (half-precision time tile, fp32 time tile, warps).
@@ -347,13 +345,6 @@ def _tile(ch: int, dtype: torch.dtype) -> tuple[int, int]:
     return (fp32_block_t if dtype == torch.float32 else block_t), warps
 
 
-def _dot_f32(dtype: torch.dtype, device: torch.device) -> bool:
-    # fp32: IEEE fp32 dots (no TF32). bf16 under the interpreter: fp32 operands (its bf16 dot is wrong).
-    return dtype == torch.float32 or (
-        dtype == torch.bfloat16 and device.type == "cpu" and _backend.interpreter_enabled()
-    )
-
-
 def _matrix(weight: torch.Tensor) -> torch.Tensor:
     return weight if weight.dim() == 2 else weight[:, :, 0]
 
@@ -389,7 +380,7 @@ def wavenet_block_forward(x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_s
         residual, half, skip_ch, aux, length, kernel_size, dilation, _pad_left(kernel_size, dilation, causal),
         *x.stride(), *c_arg.stride(), *w_conv.stride(), *w_aux_arg.stride()[:2], *w_out.stride(), *w_skip.stride(),
         *skip_in.stride(),
-        int(skip_sum is not None), DOT_F32=_dot_f32(x.dtype, x.device), CH=ch, BLOCK_K=BLOCK_K,
+        int(skip_sum is not None), DOT_F32=not half_precision_dots(x), CH=ch, BLOCK_K=BLOCK_K,
         BLOCK_T=block_t, num_warps=warps,
     )  # fmt: skip
     return out, skip
@@ -413,7 +404,7 @@ def _weight_grad(a, b1, b2, taps, dilation, pad_left, scale):
         a, b1, b2_arg, partial, rowsum, float(scale),
         rows, c1, taps, c2, length, batch, dilation, pad_left, per_chunk,
         *a.stride(), *b1.stride(), *b2_arg.stride(),
-        DOT_F32=_dot_f32(a.dtype, a.device), BLOCK_M=WG_BLOCK_M, BLOCK_N=WG_BLOCK_N, BLOCK_T=WG_BLOCK_T,
+        DOT_F32=not half_precision_dots(a), BLOCK_M=WG_BLOCK_M, BLOCK_N=WG_BLOCK_N, BLOCK_T=WG_BLOCK_T,
         num_warps=WG_WARPS,
     )  # fmt: skip
     return partial.sum(0), rowsum.sum(0)
@@ -431,7 +422,7 @@ def wavenet_block_backward(
     ch = channel_block(half, residual, skip_ch)
     block_t, warps = _tile(ch, x.dtype)
     pad_left = _pad_left(kernel_size, dilation, causal)
-    dot_f32 = _dot_f32(x.dtype, x.device)
+    dot_f32 = not half_precision_dots(x)
     has_aux = c is not None
     c_arg = c if has_aux else x
     w_aux_arg = _matrix(w_aux) if has_aux else w_out_m
