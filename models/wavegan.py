@@ -8,7 +8,8 @@ ReLU -> transposed convs (kernel 25, stride 4, "same" padding), ReLU between, ta
 widens to 16 x (32d) and a sixth layer (stride 4) brings 65536 samples.
 
 Discriminator: convs (kernel 25, stride 4) to d, 2d, 4d, 8d, 16d (and 32d for 65536), each
-followed by LeakyReLU(0.2); phase shuffle (n = 2) after each but the last, fused with the
+followed by LeakyReLU(0.2); phase shuffle (n = 2) after the first four (each but the last for
+16384; the 65536 variant's fifth and sixth have none, as in the paper's code), fused with the
 LeakyReLU in :class:`fastgan.nn.PhaseShuffle`; flatten and dense to one logit.
 """
 
@@ -26,6 +27,7 @@ STRIDE = 4
 PADDING = 11
 SLICE_LENS = (16384, 65536)
 INITIAL_LENGTH = 16  # samples after the dense layer's reshape
+SHUFFLED_LAYERS = 4  # discriminator convs followed by phase shuffle (Donahue et al.'s code, both lengths)
 
 
 def _channel_multipliers(slice_len: int) -> list[int]:
@@ -115,9 +117,9 @@ class _WaveGANConvStack(nn.Module):
             nn.Conv1d(c_in, c_out, KERNEL_SIZE, stride=STRIDE, padding=PADDING)
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
-        # LeakyReLU fused into the phase shuffle after each conv but the last.
+        # LeakyReLU fused into the phase shuffle after the first four convs; plain LeakyReLU after the rest.
         self.shuffles = nn.ModuleList(
-            PhaseShuffle(phase_shuffle, negative_slope=negative_slope) for _ in range(len(self.convs) - 1)
+            PhaseShuffle(phase_shuffle, negative_slope=negative_slope) for _ in range(SHUFFLED_LAYERS)
         )
         self.negative_slope = negative_slope
         self.features = INITIAL_LENGTH * widths[-1]
@@ -129,9 +131,10 @@ class _WaveGANConvStack(nn.Module):
             raise ValueError(
                 f"{type(self).__name__}: x must be (batch, {self.channels}, {self.slice_len}), got shape {tuple(x.shape)}"
             )
-        for conv, shuffle in zip(self.convs[:-1], self.shuffles, strict=True):
+        for conv, shuffle in zip(self.convs[:SHUFFLED_LAYERS], self.shuffles, strict=True):
             x = shuffle(conv(x))
-        x = F.leaky_relu(self.convs[-1](x), self.negative_slope)
+        for conv in self.convs[SHUFFLED_LAYERS:]:
+            x = F.leaky_relu(conv(x), self.negative_slope)
         return x.flatten(1)
 
 

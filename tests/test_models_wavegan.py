@@ -114,7 +114,7 @@ class TestWaveGAN:
         convs = discriminator.body.convs
         for i, layer in enumerate(convs):
             x = F.conv1d(x, layer.weight, layer.bias, stride=4, padding=11)
-            if i < len(convs) - 1 and shuffle:
+            if i < 4 and shuffle:  # the first four convs only, at both lengths
                 shifts = discriminator.body.shuffles[i].draw_shifts(x.shape[0], x.device)
                 x = phase_shuffle_reference(x, shifts, 0.2)
             else:
@@ -135,7 +135,17 @@ class TestWaveGAN:
         torch.testing.assert_close(train_out, self.discriminator_by_hand(discriminator, x, shuffle=True))
         assert not torch.allclose(train_out, eval_out)
         assert all(shuffle.n == 2 for shuffle in discriminator.body.shuffles)
-        assert len(discriminator.body.shuffles) == len(discriminator.body.convs) - 1
+        assert len(discriminator.body.shuffles) == len(discriminator.body.convs) - 1 == 4
+
+    def test_long_variant_shuffles_after_the_first_four_convs_only(self):
+        """slice_len=65536: six convs; the paper's code shuffles after layers 0-3, not after 4 (nor 5)."""
+        discriminator = WaveGANDiscriminator(model_size=2, slice_len=65536)
+        assert len(discriminator.body.convs) == 6 and len(discriminator.body.shuffles) == 4
+        x = torch.randn(2, 1, 65536)
+        torch.manual_seed(3)
+        out = discriminator(x)
+        torch.manual_seed(3)
+        torch.testing.assert_close(out, self.discriminator_by_hand(discriminator, x, shuffle=True))
 
     @full_length_generator
     def test_conditional_generator_and_discriminator_use_the_label(self):
