@@ -121,10 +121,13 @@ class WaveNetResidualBlock(nn.Module):
             return self._plain(x, c if aux_upsampler is None or c is None else aux_upsampler.apply(c), skip_sum)
         w_conv, w_out, w_skip = weights[:3]
         w_aux = weights[3] if c is not None else None
-        return functional.wavenet_block(
+        out, skip = functional.wavenet_block(
             x, c, w_conv, self.conv.bias, w_aux, w_out, self.conv1x1_out.bias, w_skip, self.conv1x1_skip.bias,
             dilation=self.dilation, causal=self.use_causal_conv, skip_sum=skip_sum, aux_upsampler=aux_upsampler,
         )  # fmt: skip
+        # Under autocast the op runs in the autocast dtype; the residual comes back in x's dtype, as
+        # parallel_wavegan's ``(x + residual) * sqrt(0.5)`` promotes (a no-op in the generator, whose x is bf16).
+        return out.to(x.dtype), skip
 
     @staticmethod
     def takes_frame_rate_aux(x: torch.Tensor) -> bool:
