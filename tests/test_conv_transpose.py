@@ -277,6 +277,14 @@ class TestModule:
         x = torch.randn(2, 4, 6)
         torch.testing.assert_close(ours(x), theirs(F.leaky_relu(x, 0.2)), rtol=0, atol=0)
 
+    def test_float64_takes_torch_path_like_the_parent_class(self):
+        """The functional op takes fp32/fp16/bf16 (and says so); the drop-in module runs float64 as torch does."""
+        ours, theirs = self.make_pair(4, 3, 4, 2, slope=0.2)
+        ours, theirs = ours.double(), theirs.double()
+        x = torch.randn(2, 4, 7, dtype=torch.float64, requires_grad=True)
+        torch.testing.assert_close(ours(x), theirs(F.leaky_relu(x, 0.2)), rtol=0, atol=0)
+        assert torch.autograd.gradcheck(ours, (x,))
+
     def test_bad_input_rank(self):
         with pytest.raises(ValueError, match=r"input must be \(batch, channels, time\)"):
             fastgan.nn.ConvTranspose1d(2, 2, 2)(torch.randn(1, 1, 2, 2))
