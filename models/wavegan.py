@@ -94,7 +94,7 @@ class WaveGANGenerator(nn.Module):
         if self.embedding is not None:
             if labels is None:
                 raise ValueError("WaveGANGenerator: this generator is conditional (num_classes set): pass labels")
-            z = torch.cat([z, self.embedding(labels)], dim=1)
+            z = torch.cat([z, self.embedding(_checked_labels(self, labels, z.shape[0]))], dim=1)
         elif labels is not None:
             raise ValueError("WaveGANGenerator: labels given, but the generator was built without num_classes")
         return self.upsample(self.dense(z).view(z.shape[0], -1, INITIAL_LENGTH))
@@ -104,6 +104,21 @@ class WaveGANGenerator(nn.Module):
         for upconv in self.upconvs:
             x = upconv(x)  # relu(x) on load, then the transposed conv
         return torch.tanh(x)
+
+
+def _checked_labels(owner: nn.Module, labels: torch.Tensor, batch: int) -> torch.Tensor:
+    """``labels`` as the embedding needs them: (batch,) integers in [0, num_classes), else a clear error
+    (an out-of-range index is an IndexError on CPU and a device-side assert on CUDA)."""
+    name, classes = type(owner).__name__, owner.num_classes
+    if not isinstance(labels, torch.Tensor) or labels.shape != (batch,) or labels.is_floating_point():
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        dtype = f" {labels.dtype}" if isinstance(labels, torch.Tensor) else ""
+        raise ValueError(f"{name}: labels must be ({batch},) integers, one per example, got{dtype} {shape}")
+    if not torch.compiler.is_compiling() and bool(((labels < 0) | (labels >= classes)).any()):
+        raise ValueError(
+            f"{name}: labels must be in [0, {classes}), got values {labels.min().item()}..{labels.max().item()}"
+        )
+    return labels
 
 
 class _WaveGANConvStack(nn.Module):
@@ -172,6 +187,7 @@ class WaveGANDiscriminator(nn.Module):
                 raise ValueError(
                     "WaveGANDiscriminator: this discriminator is conditional (num_classes set): pass labels"
                 )
+            labels = _checked_labels(self, labels, x.shape[0])
             logits = logits + (self.projection(labels) * features).sum(dim=1, keepdim=True)
         elif labels is not None:
             raise ValueError("WaveGANDiscriminator: labels given, but the discriminator was built without num_classes")

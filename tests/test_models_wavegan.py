@@ -176,6 +176,21 @@ class TestWaveGAN:
         with pytest.raises(ValueError, match=r"x must be \(batch, 1, 16384\)"):
             WaveGANDiscriminator(model_size=SMALL)(torch.randn(2, 1, 16000))
 
+    def test_bad_labels(self):
+        generator = WaveGANGenerator(model_size=SMALL, num_classes=3)
+        z = torch.rand(2, 100)
+        with pytest.raises(ValueError, match=r"WaveGANGenerator: labels must be in \[0, 3\), got values 1\.\.3"):
+            generator(z, torch.tensor([1, 3]))
+        with pytest.raises(ValueError, match=r"labels must be \(2,\) integers, one per example, got torch.float32"):
+            generator(z, torch.tensor([0.0, 1.0]))
+        with pytest.raises(
+            ValueError, match=r"labels must be \(2,\) integers, one per example, got torch.int64 \(3,\)"
+        ):
+            generator(z, torch.tensor([0, 1, 2]))
+        discriminator = WaveGANDiscriminator(model_size=SMALL, num_classes=3)
+        with pytest.raises(ValueError, match=r"WaveGANDiscriminator: labels must be in \[0, 3\), got values -1\.\.0"):
+            discriminator(torch.randn(2, 1, 16384), torch.tensor([-1, 0]))
+
     @full_length_generator
     def test_backward_through_generator_and_discriminator(self):
         generator = WaveGANGenerator(model_size=SMALL, num_classes=3)
