@@ -754,6 +754,7 @@ class StreamingVocoder:
     def _prepare(self, mel: torch.Tensor, noise) -> tuple:
         if not isinstance(mel, torch.Tensor):
             mel = torch.as_tensor(mel)
+        given = tuple(mel.shape)  # errors quote the caller's shape, not the batched view below
         if mel.dim() == 2:
             batched = False
             mel = mel.transpose(0, 1).unsqueeze(0)
@@ -766,7 +767,7 @@ class StreamingVocoder:
             )
         if self.in_channels is not None and mel.shape[1] != self.in_channels:
             raise ValueError(
-                f"StreamingVocoder.push: the generator takes {self.in_channels} mel channels, got shape {tuple(mel.shape)}"
+                f"StreamingVocoder.push: the generator takes {self.in_channels} mel channels, got shape {given}"
             )
         if self._batched is not None and batched != self._batched:
             raise ValueError(

@@ -110,8 +110,8 @@ def test_bad_inputs_raise_clear_errors():
     vocoder = StreamingVocoder(generator, chunk_frames=4)
     with pytest.raises(ValueError, match="nothing was pushed"):
         vocoder.flush()
-    with pytest.raises(ValueError, match=f"takes {MEL} mel channels"):
-        vocoder.push(torch.zeros(4, MEL + 1, device=DEVICE))
+    with pytest.raises(ValueError, match=rf"takes {MEL} mel channels, got shape \(4, {MEL + 1}\)"):
+        vocoder.push(torch.zeros(4, MEL + 1, device=DEVICE))  # the caller's (frames, mel) shape, as given
     with pytest.raises(ValueError, match="must be"):
         vocoder.push(torch.zeros(MEL, device=DEVICE))
     with pytest.raises(ValueError, match="noise is only for Parallel WaveGAN"):
