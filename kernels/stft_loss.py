@@ -79,6 +79,14 @@ PRECISION = "tf32x3"
 
 
 @triton.jit
+def _magnitude(power, eps):
+    """sqrt(max(power, eps)) with a NaN power kept NaN, as torch.clamp_min keeps it: the default
+    tl.maximum lowers to maxnum on GPUs, which returns eps for a NaN and would hide a non-finite
+    input behind a finite loss."""
+    return tl.sqrt(tl.maximum(power, eps, propagate_nan=tl.PropagateNan.ALL))
+
+
+@triton.jit
 def _reflect(position, length):
     last = length - 1
     position = tl.where(position < 0, -position, position)
@@ -125,8 +133,8 @@ def _spectra_tile(
 @triton.jit
 def _sum_terms(px, py, valid, eps):
     """The four loss sums over the valid bins whose powers are px (prediction) and py (target)."""
-    mx = tl.sqrt(tl.maximum(px, eps))
-    my = tl.sqrt(tl.maximum(py, eps))
+    mx = _magnitude(px, eps)
+    my = _magnitude(py, eps)
     diff = my - mx
     zero = tl.zeros_like(diff)
     s0 = tl.sum(tl.sum(tl.where(valid, diff * diff, zero), axis=1), axis=0)
@@ -169,8 +177,8 @@ def _stft_loss_forward_kernel(
 @triton.jit
 def _power_grads(px, py, g0, g1, g2, g3, eps):
     """Per-bin coefficients c such that d(loss)/dr = c · r for the real or imaginary part r of a bin."""
-    mx = tl.sqrt(tl.maximum(px, eps))
-    my = tl.sqrt(tl.maximum(py, eps))
+    mx = _magnitude(px, eps)
+    my = _magnitude(py, eps)
     diff = my - mx
     log_diff = tl.log(my) - tl.log(mx)
     one = tl.full(diff.shape, 1.0, tl.float32)
@@ -310,16 +318,16 @@ def _stft_mel_forward_kernel(
             f_pad, stride_xr, stride_xt, stride_yr, stride_yt, BLOCK_M, BLOCK_F, BLOCK_K, PRECISION,
         )  # fmt: skip
         is_dc = (cols == 0)[None, :]
-        mx = tl.sqrt(tl.maximum(tl.where(is_dc, xr * xr, xr * xr + xi * xi), eps))
-        my = tl.sqrt(tl.maximum(tl.where(is_dc, yr * yr, yr * yr + yi * yi), eps))
+        mx = _magnitude(tl.where(is_dc, xr * xr, xr * xr + xi * xi), eps)
+        my = _magnitude(tl.where(is_dc, yr * yr, yr * yr + yi * yi), eps)
         fbt = tl.load(fbt_ptr + cols[:, None] * BLOCK_MEL + mels[None, :])  # zero rows past the last bin
         mel_x = tl.dot(mx, fbt, mel_x, input_precision=PRECISION)
         mel_y = tl.dot(my, fbt, mel_y, input_precision=PRECISION)
         nyquist_px += tl.sum(tl.where(is_dc, xi * xi, 0.0), axis=1)
         nyquist_py += tl.sum(tl.where(is_dc, yi * yi, 0.0), axis=1)
     fb_nyquist = tl.load(fb_nyquist_ptr + mels)[None, :]
-    mel_x += tl.sqrt(tl.maximum(nyquist_px, eps))[:, None] * fb_nyquist
-    mel_y += tl.sqrt(tl.maximum(nyquist_py, eps))[:, None] * fb_nyquist
+    mel_x += _magnitude(nyquist_px, eps)[:, None] * fb_nyquist
+    mel_y += _magnitude(nyquist_py, eps)[:, None] * fb_nyquist
     m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask = (m < total_frames)[:, None] & (mels < n_mels)[None, :]
     offsets = m[:, None].to(tl.int64) * n_mels + mels[None, :]
@@ -345,7 +353,7 @@ def _mel_bin_grads(grad_mel_ptr, fbt_ptr, fb_nyquist_ptr, m, m_ok, cols, n_mels,
 @triton.jit
 def _mag_coef(power, grad_mag, eps):
     """c with d(loss)/dr = c · r for a part r of a bin, from d(loss)/d(magnitude)."""
-    mag = tl.sqrt(tl.maximum(power, eps))
+    mag = _magnitude(power, eps)
     return tl.where(power >= eps, grad_mag / mag, 0.0)
 
 

@@ -11,6 +11,8 @@ MelGAN sub-band resolutions (MB_MELGAN: 683 and 171 are odd) elsewhere.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -320,7 +322,7 @@ def test_mel_op_matches_the_reference(n_mels, grad_target, n_fft):
 def test_fuzz_geometries(batch, n_fft, hop_fraction, win_fraction, extra, seed):
     hop = max(1, int(n_fft * hop_fraction))
     win = max(1, int(n_fft * win_fraction))
-    length = n_fft // 2 + extra
+    length = n_fft - 1 + extra  # from the shortest signal the loss takes (fft_size samples) up
     x, y = signals((batch, length), seed=seed)
     ours = value_and_grads(lambda a, b: stft_loss(a, b, n_fft, hop, win), x.float(), y.float())
     window = torch.hann_window(win).double()
@@ -364,11 +366,95 @@ def test_all_zero_target_and_prediction_stay_finite(config):
     sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**config).to(DEVICE)(x, y)
     (sc + mag).backward()
     assert sc.item() == 0 and mag.item() == 0
-    assert torch.isfinite(x.grad).all()
+    assert torch.count_nonzero(x.grad) == 0  # the zero norm's gradient is zero (torch.norm's), not NaN
     x2 = torch.randn(2, LENGTH, requires_grad=True)
     sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**config).to(DEVICE)(x2, y)
     (sc + mag).backward()
     assert torch.isfinite(sc) and torch.isfinite(mag) and torch.isfinite(x2.grad).all()
+
+
+def test_all_zero_mel_target_and_prediction_stay_finite():
+    """The mel path forms spectral convergence from the mel magnitudes itself: a zero norm there too."""
+    config, sample_rate, n_bins = (
+        ({k: v[:2] for k, v in SMALL.items()}, 8000, 8) if INTERPRETER else (DEFAULT, 16000, 64)
+    )
+    loss = fastgan.nn.MultiResolutionSTFTLoss(**config, scale="mel", sample_rate=sample_rate, n_bins=n_bins)
+    x = torch.zeros(2, LENGTH, requires_grad=True)
+    sc, mag = loss.to(DEVICE)(x, torch.zeros(2, LENGTH))
+    (sc + mag).backward()
+    assert sc.item() == 0 and mag.item() == 0
+    assert torch.count_nonzero(x.grad) == 0
+
+
+NON_FINITE = pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+
+
+@NON_FINITE
+@pytest.mark.parametrize("which", ["prediction", "target"])
+@pytest.mark.parametrize("route", ["gemm", "fft"])
+def test_non_finite_input_gives_a_non_finite_loss_as_parallel_wavegan(bad, which, route, monkeypatch):
+    """A NaN or Inf sample makes parallel_wavegan's losses NaN; ours must not read it as a perfect match
+    (spectral convergence 0). A NaN stays NaN. An Inf gives NaN through an FFT (its butterflies subtract
+    Infs) but +Inf through the DFT GEMM (one +-Inf product per bin): non-finite either way."""
+    monkeypatch.setenv("FASTGAN_STFT_LOSS_PATH", route)
+    x, y = signals((2, LENGTH), seed=22, dtype=torch.float32)
+    (x if which == "prediction" else y)[0, LENGTH // 2] = bad
+    ours = value_and_grads(fastgan.nn.MultiResolutionSTFTLoss(**CONFIG).to(DEVICE), x, y)
+    theirs = value_and_grads(pwg_losses().MultiResolutionSTFTLoss(**CONFIG).to(DEVICE), x, y)
+    for value, their_value in zip(ours[0], theirs[0], strict=True):
+        assert torch.isnan(their_value)  # the oracle's answer, which the checks below follow
+        assert torch.isnan(value) if math.isnan(bad) else not torch.isfinite(value)
+    # A non-finite gradient too, as parallel_wavegan's, so that GradScaler skips the step.
+    assert not torch.isfinite(theirs[1][0]).all()
+    assert not torch.isfinite(ours[1][0]).all()
+
+
+@NON_FINITE
+def test_non_finite_prediction_gives_nan_in_the_mel_path(bad):
+    """scale='mel' forms spectral convergence from the mel magnitudes: auraloss' (w_sc only) is NaN there."""
+    pytest.importorskip("auraloss", reason="auraloss is an optional parity oracle")
+    if INTERPRETER:
+        config, sample_rate, n_bins = {k: v[:2] for k, v in SMALL.items()}, 8000, 8
+    else:
+        config, sample_rate, n_bins = DEFAULT, 16000, 64
+    kwargs = {**config, "scale": "mel", "sample_rate": sample_rate, "n_bins": n_bins}
+    x, y = signals((2, LENGTH), seed=23, dtype=torch.float32)
+    x[1, 7] = bad
+    sc, mag = fastgan.nn.MultiResolutionSTFTLoss(**kwargs).to(DEVICE)(x, y)
+    their_sc = _AuralossMRSTFT(**kwargs, w_sc=1.0, w_log_mag=0.0).to(DEVICE)(x, y)
+    assert torch.isnan(their_sc)
+    assert torch.isnan(sc) and torch.isnan(mag)
+
+
+@pytest.mark.skipif(not INTERPRETER, reason="models a GPU's maxnum in the Triton interpreter")
+@NON_FINITE
+def test_kernels_keep_nan_under_gpu_maxnum_semantics(bad, monkeypatch):
+    """On a GPU, tl.maximum's default lowers to maxnum (IEEE maxNum, C's fmax), which returns the other
+    operand for a NaN: max(NaN power, eps) = eps would make a finite loss of a non-finite input. The
+    interpreter's numpy maximum propagates NaN either way, so give it maxnum's semantics here; the
+    kernels' sums and mel magnitudes must then still be non-finite where the float64 reference's are."""
+    import numpy as np
+    from triton.runtime.interpreter import InterpreterBuilder
+
+    from fastgan.references.stft_loss import stft_mel_reference
+
+    monkeypatch.setattr(InterpreterBuilder, "create_maxnumf", lambda self, lhs, rhs: self.binary_op(lhs, rhs, np.fmax))
+    x, y = signals((2, 83), seed=24)
+    x[0, 40] = bad
+    window = torch.hann_window(40).double()
+    args = (x.float(), y.float(), window.float(), 64, 12, 1e-7)
+    truth = stft_loss_sums_reference(x, y, 64, 12, window, 1e-7)
+    assert not torch.isfinite(truth).all()
+    for route in ("gemm", "fft"):
+        monkeypatch.setenv("FASTGAN_STFT_LOSS_PATH", route)
+        sums = torch.ops.fastgan.stft_loss(*args, None, False)
+        assert torch.equal(torch.isfinite(sums), torch.isfinite(truth)), route
+    mel_basis = torch.rand(5, 33, generator=torch.Generator(device=DEVICE).manual_seed(25)).double()
+    bad_frames = ~torch.isfinite(torch.ops.fastgan.stft_mel(*args, mel_basis.float(), False)).all(-1)
+    true_bad_frames = ~torch.isfinite(stft_mel_reference(x, y, 64, 12, window, 1e-7, mel_basis)).all(-1)
+    # torch.stft also multiplies the window's zero padding (0 · NaN, 0 · Inf are NaN); the kernels read only the
+    # window's support: non-finite the frames whose window covers the sample, and no other.
+    assert bad_frames.any() and not (bad_frames & ~true_bad_frames).any()
 
 
 def test_deterministic():
@@ -455,12 +541,37 @@ def test_fft_route_module_matches_parallel_wavegan(grad_target, config, monkeypa
 
 
 class TestBadInput:
-    def test_signal_too_short_for_reflect_padding(self):
-        x = torch.randn(2, 512)
-        with pytest.raises(ValueError, match=r"signals \(512 samples\) are too short for fft_size=1024"):
+    @pytest.mark.parametrize("length", [100, 512, 513, 700, 1023])
+    def test_signal_shorter_than_the_fft(self, length):
+        """Issue 5: a signal shorter than an FFT raises, also where reflect padding alone would allow it
+        (fft_size // 2 < T < fft_size)."""
+        x = torch.randn(2, length)
+        with pytest.raises(ValueError, match=rf"signals \({length} samples\) are too short for fft_size=1024"):
             stft_loss(x, x, 1024, 120, 600)
-        with pytest.raises(ValueError, match="too short for fft_size=2048"):
-            fastgan.nn.MultiResolutionSTFTLoss()(torch.randn(2, 1000), torch.randn(2, 1000))
+        with pytest.raises(ValueError, match=rf"signals \({length} samples\) are too short for fft_size=1024"):
+            torch.ops.fastgan.stft_loss(x, x, torch.hann_window(600), 1024, 120, 1e-7, None, False)
+
+    def test_signal_shorter_than_the_largest_fft(self):
+        x = torch.randn(2, 1500)  # long enough for the 1024 and 512 resolutions, not for 2048
+        with pytest.raises(ValueError, match=r"signals \(1500 samples\) are too short for fft_size=2048"):
+            fastgan.nn.MultiResolutionSTFTLoss()(x, x)
+
+    def test_signal_of_exactly_fft_size_samples_is_taken(self):
+        """The shortest signal allowed (T = fft_size) matches parallel_wavegan's loss."""
+        n_fft, hop, win = resolutions()[0]
+        x, y = signals((2, n_fft), seed=26)
+        with pytest.raises(ValueError, match="too short"):
+            stft_loss(x[:, 1:].float(), y[:, 1:].float(), n_fft, hop, win)
+        oracle = pwg_losses().STFTLoss(n_fft, hop, win).to(DEVICE)
+        against_oracle(fastgan.nn.STFTLoss(n_fft, hop, win).to(DEVICE), oracle, x, y)
+
+    def test_window_tensor_of_another_length(self):
+        """torch.stft raises on a window tensor whose length is not win_length; so must the loss."""
+        x = torch.randn(2, 1100)
+        with pytest.raises(ValueError, match="window tensor has 100 samples, but win_length=600"):
+            stft_loss(x, x, window=torch.ones(100))
+        with pytest.raises(ValueError, match="window tensor has 40 samples, but win_length=32"):
+            stft_loss_terms(x, x, 64, 16, 32, torch.hann_window(40), mel_basis=torch.rand(4, 33))
 
     def test_shape_mismatch(self):
         with pytest.raises(ValueError, match=r"x and y must have the same shape, got \(2, 100\) and \(2, 99\)"):
@@ -510,6 +621,16 @@ class TestBadInput:
             fastgan.nn.MultiResolutionSTFTLoss(mode="other")
         with pytest.raises(ValueError, match="scale='mel' needs sample_rate and n_bins"):
             fastgan.nn.STFTLoss(scale="mel")
+
+    @pytest.mark.parametrize("n_bins", [0, -1])
+    def test_mel_needs_a_bin(self, n_bins):
+        with pytest.raises(ValueError, match=f"n_bins must be >= 1, got {n_bins}"):
+            fastgan.nn.MultiResolutionSTFTLoss(scale="mel", sample_rate=16000, n_bins=n_bins)
+
+    @pytest.mark.parametrize("sample_rate", [0, -16000, float("nan"), float("inf")])
+    def test_mel_needs_a_sample_rate(self, sample_rate):
+        with pytest.raises(ValueError, match=f"sample_rate must be positive and finite, got {sample_rate}"):
+            fastgan.nn.MultiResolutionSTFTLoss(scale="mel", sample_rate=sample_rate, n_bins=64)
 
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a CPU/CUDA mismatch")
     def test_device_mismatch(self):

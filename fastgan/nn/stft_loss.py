@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -59,6 +61,10 @@ class STFTLoss(nn.Module):
         elif scale == "mel":
             if sample_rate is None or n_bins is None:
                 raise ValueError("STFTLoss: scale='mel' needs sample_rate and n_bins")
+            if n_bins < 1:  # an empty filterbank makes every mel term a mean over nothing: NaN
+                raise ValueError(f"STFTLoss: n_bins must be >= 1, got {n_bins}")
+            if not (sample_rate > 0 and math.isfinite(sample_rate)):  # NaN fails the comparison too
+                raise ValueError(f"STFTLoss: sample_rate must be positive and finite, got {sample_rate}")
             if n_bins > fft_size:
                 raise ValueError(f"STFTLoss: n_bins={n_bins} must be <= fft_size={fft_size}")
             # Not persistent: the state_dict stays parallel_wavegan's.

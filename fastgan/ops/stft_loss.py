@@ -54,11 +54,12 @@ def check_inputs(
     if x.shape[0] == 0:
         raise ValueError(f"fastgan::{OP}: x and y must hold at least one signal, got shape {tuple(x.shape)}")
     length = x.shape[1]
-    if length <= n_fft // 2:
+    if length < n_fft:
+        # torch.stft would take down to fft_size // 2 + 1 samples, but every frame of such a signal is
+        # mostly reflect padding: issue 5 asks for one full frame of signal per resolution.
         raise ValueError(
             f"fastgan::{OP}: the signals ({length} samples) are too short for fft_size={n_fft}: "
-            f"center=True reflect-pads fft_size // 2 = {n_fft // 2} samples, which needs more than "
-            f"{n_fft // 2} samples"
+            f"each resolution needs at least fft_size = {n_fft} samples"
         )
     if mel_basis is not None:
         check_tensor(OP, "mel_basis", mel_basis, ndim=2, dtypes=FLOAT_DTYPES + (torch.float64,))
@@ -250,6 +251,11 @@ def _stft_window(window: str | torch.Tensor, win_length: int, device: torch.devi
     """The window tensor; a named one is made once per (name, length, device), so the kernels'
     window-derived DFT basis (cached per window tensor) is built once too."""
     if isinstance(window, torch.Tensor):
+        # torch.stft raises on a mismatch; the op would silently use the tensor's own length instead.
+        if window.dim() == 1 and window.shape[0] != win_length:
+            raise ValueError(
+                f"fastgan::stft_loss: the window tensor has {window.shape[0]} samples, but win_length={win_length}"
+            )
         return window
     key = (window, win_length, device)
     cached = None if torch.compiler.is_compiling() else _STFT_WINDOWS.get(key)
@@ -266,9 +272,12 @@ def _stft_window(window: str | torch.Tensor, win_length: int, device: torch.devi
 
 
 def _safe_sqrt(value: torch.Tensor) -> torch.Tensor:
-    """sqrt with a zero (not NaN) gradient at 0, as torch.norm's backward gives for a zero norm."""
-    positive = value > 0
-    return torch.where(positive, torch.where(positive, value, 1.0).sqrt(), 0.0)
+    """sqrt with a zero (not NaN) gradient at 0, as torch.norm's backward gives for a zero norm.
+
+    Only an exact zero is special-cased: a NaN (a non-finite input) must stay NaN, not read as a
+    perfect match (``value > 0`` is false for NaN)."""
+    zero = value == 0
+    return torch.where(zero, 0.0, torch.where(zero, 1.0, value).sqrt())
 
 
 def stft_loss_terms(
