@@ -49,9 +49,33 @@ def _read_yaml(path: Path) -> dict:
         raise CheckpointError(
             f"{path}: the config holds a Python object tag that a safe loader refuses ({error.problem})"
         ) from error
+    except yaml.YAMLError as error:
+        raise CheckpointError(f"{path}: not valid YAML ({_one_line(error)})") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: cannot read the config ({_one_line(error)})") from error
+    return _check_mapping(config, path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: cannot read the config ({_one_line(error)})") from error
+    return _check_mapping(config, path)
+
+
+def _check_mapping(config, path: Path) -> dict:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: expected a mapping of settings, got {type(config).__name__}")
     return config
+
+
+def _one_line(error: object) -> str:
+    """Library messages (YAML's marks, OS errors) can span several lines; errors here are one line."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _read_config(config, checkpoint: Path, default_name: str) -> tuple[dict, Path | None]:
@@ -64,20 +88,27 @@ def _read_config(config, checkpoint: Path, default_name: str) -> tuple[dict, Pat
             + ("" if config is not None else f" (the {default_name} beside the checkpoint); pass config=...")
         )
     if path.suffix == ".json":
-        with open(path) as f:
-            return json.load(f), path
+        return _read_json(path), path
     return _read_yaml(path), path
 
 
 def _torch_load(path: Path, map_location) -> object:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: not loadable with torch.load(weights_only=True) — it holds objects other than tensors and "
-            f"plain containers, and fastgan does not run code from checkpoints ({error})"
+            f"plain containers, and fastgan does not run code from checkpoints ({_one_line(error)})"
+        ) from error
+    except Exception as error:  # torn zip archives, legacy pickles cut short, junk: torch raises many types
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({type(error).__name__}: {_one_line(error)})"
         ) from error
 
 
@@ -135,6 +166,10 @@ def _load_parallel_wavegan(path: Path, checkpoint: dict, config, stats) -> torch
         )
     if "generator_params" not in config:
         raise CheckpointError(f"{where}: no generator_params")
+    if not isinstance(config["generator_params"], dict):
+        raise CheckpointError(
+            f"{where}: generator_params must be a mapping, got {type(config['generator_params']).__name__}"
+        )
     # parallel_wavegan's workaround for an old typo in its configs.
     params = {
         k.replace("upsample_kernal_sizes", "upsample_kernel_sizes"): v for k, v in config["generator_params"].items()
@@ -147,7 +182,7 @@ def _load_parallel_wavegan(path: Path, checkpoint: dict, config, stats) -> torch
         params["use_weight_norm"] = False  # saved after remove_weight_norm(): plain weights
     try:
         model = getattr(fastgan.models, generator_type)(**params)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # unknown keywords, or values the constructor rejects
         raise CheckpointError(f"{where}: generator_params do not fit {generator_type}: {error}") from error
     _load_state(model, state, path, f"{generator_type} built from {where}")
 
@@ -203,6 +238,15 @@ def hifigan_params_from_official(config: dict, where) -> dict:
         raise CheckpointError(f"{where}: not a HiFi-GAN config.json: missing {', '.join(missing)}")
     if str(config["resblock"]) not in ("1", "2"):
         raise CheckpointError(f"{where}: resblock must be '1' or '2', got {config['resblock']!r}")
+    lists = ["upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes", "resblock_dilation_sizes"]
+    not_lists = [key for key in lists if not isinstance(config[key], (list, tuple))]
+    if not_lists:
+        raise CheckpointError(f"{where}: {', '.join(not_lists)} must be lists")
+    for a, b in (lists[:2], lists[2:]):
+        if len(config[a]) != len(config[b]):
+            raise CheckpointError(
+                f"{where}: {a} ({len(config[a])}) and {b} ({len(config[b])}) differ in length; they pair up one to one"
+            )
     scales, kernels = list(config["upsample_rates"]), list(config["upsample_kernel_sizes"])
     for scale, kernel in zip(scales, kernels, strict=True):
         if kernel != 2 * scale or scale % 2:
@@ -232,7 +276,10 @@ def _load_official_hifigan(path: Path, checkpoint: dict, config) -> torch.nn.Mod
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: 'generator' is not a state dict")
     state = hifigan_state_dict_from_official(state)
-    model = HiFiGANGenerator(**params, use_weight_norm=_uses_weight_norm(state))
+    try:
+        model = HiFiGANGenerator(**params, use_weight_norm=_uses_weight_norm(state))
+    except (TypeError, ValueError) as error:  # values of the wrong type or shape in config.json
+        raise CheckpointError(f"{where}: the settings do not fit HiFiGANGenerator: {error}") from error
     _load_state(model, state, path, f"HiFiGANGenerator built from {where}")
     return model
 
@@ -255,16 +302,31 @@ def load_generator(
     call ``model.remove_weight_norm()`` to fold it for inference.
     """
     path = Path(path)
-    checkpoint = _torch_load(path, map_location)
+    model, _ = _generator_from_checkpoint(path, _torch_load(path, map_location), config, stats)
+    return model.eval() if eval else model
+
+
+def checkpoint_format(path: Path, checkpoint) -> str:
+    """``"parallel_wavegan"`` or ``"hifigan"`` (the original repository's), by the loaded checkpoint's keys."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}")
     if isinstance(checkpoint.get("model"), dict) and "generator" in checkpoint["model"]:
-        model = _load_parallel_wavegan(path, checkpoint, config, stats)
-    elif "generator" in checkpoint:
-        model = _load_official_hifigan(path, checkpoint, config)
-    else:
-        raise CheckpointError(
-            f"{path}: not a generator checkpoint: expected 'model' -> 'generator' (parallel_wavegan) or "
-            f"'generator' (HiFi-GAN); found keys {sorted(map(str, checkpoint))[:10]}"
-        )
-    return model.eval() if eval else model
+        return "parallel_wavegan"
+    if "generator" in checkpoint:
+        return "hifigan"
+    raise CheckpointError(
+        f"{path}: not a generator checkpoint: expected 'model' -> 'generator' (parallel_wavegan) or "
+        f"'generator' (HiFi-GAN); found keys {sorted(map(str, checkpoint))[:10]}"
+    )
+
+
+# The config file each format keeps beside its checkpoints.
+CONFIG_NAMES = {"parallel_wavegan": "config.yml", "hifigan": "config.json"}
+
+
+def _generator_from_checkpoint(path: Path, checkpoint, config, stats) -> tuple[torch.nn.Module, str]:
+    """The generator of an already loaded checkpoint, and its format (shared with ``fastgan vocode``)."""
+    kind = checkpoint_format(path, checkpoint)
+    if kind == "parallel_wavegan":
+        return _load_parallel_wavegan(path, checkpoint, config, stats), kind
+    return _load_official_hifigan(path, checkpoint, config), kind

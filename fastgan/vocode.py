@@ -6,10 +6,16 @@
 * ``.npy`` in: a (frames, num_mels) log-mel array (parallel_wavegan's dump layout), raw log-mel by
   default or already normalised with ``--normalized``.
 
-Inputs are synthesised in batches (shorter items padded by repeating their last frame, the extra
-audio cut), with a progress bar, and the real-time factor is printed. A bad input — missing, empty,
-unreadable, of the wrong sample rate or mel dimension — gets one line on stderr naming the file;
-the other inputs are still written and the exit status is 1.
+Checkpoints: parallel_wavegan's training layout (``config.yml`` beside it), fastgan's exported default,
+and the original HiFi-GAN repository's generator checkpoints (``config.json`` beside them; its mel
+settings ``sampling_rate``, ``hop_size``, ``num_mels``, ``n_fft``, ``win_size``, ``fmin``, ``fmax`` and
+its natural-log front end).
+
+Inputs are synthesised in batches of equal length (padding a shorter item would change the audio at
+its end, where the model pads by itself), with a progress bar, and the real-time factor is printed.
+A bad input — missing, empty, unreadable, of the wrong sample rate or mel dimension, shorter than the
+model can take — or one whose synthesis fails gets one line on stderr naming the file; the other
+inputs are still written and the exit status is 1.
 
 Without ``--checkpoint`` the default model shipped with fastgan is used (:func:`default_checkpoint`).
 """
@@ -71,6 +77,7 @@ class Vocoder:
     dtype: torch.dtype
     checkpoint: Path
     npy_normalized: bool = False  # .npy inputs already normalised with the model's stats
+    min_frames: int = 1  # the fewest frames the model runs on (see probe_min_frames)
 
     @property
     def hop_size(self) -> int:
@@ -107,38 +114,101 @@ class Vocoder:
 
     @torch.no_grad()
     def synthesize(self, mels: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Normalised (frames, num_mels) mels -> (frames * hop,) float32 waveforms, as one batch."""
-        frames = [m.shape[0] for m in mels]
-        longest = max(frames)
-        batch = torch.stack(
-            [torch.cat([m, m[-1:].expand(longest - m.shape[0], -1)]) if m.shape[0] < longest else m for m in mels]
-        )  # (B, T, mels): shorter items repeat their last frame
+        """Normalised (frames, num_mels) mels -> (frames * hop,) float32 waveforms.
+
+        Mels of equal length run as one batch; each length runs on its own, because padding a shorter
+        item would change its last frames' audio (the model pads at the real end by itself): a mel's
+        audio does not depend on what it is synthesised with."""
+        by_length: dict[int, list[int]] = {}
+        for i, mel in enumerate(mels):
+            by_length.setdefault(mel.shape[0], []).append(i)
+        audios: list[torch.Tensor] = [torch.empty(0)] * len(mels)
+        for indices in by_length.values():
+            batch = self._forward(torch.stack([mels[i] for i in indices]))
+            for i, audio in zip(indices, batch, strict=True):
+                audios[i] = audio
+        return audios
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, T, num_mels) -> (B, T * hop) float32 on the CPU."""
+        samples = batch.shape[1] * self.hop_size
         c = batch.transpose(1, 2).to(self.device, self.dtype)
         g = self.generator
         if hasattr(g, "first_conv"):  # Parallel WaveGAN: noise in, context-padded features
-            z = torch.randn(c.shape[0], 1, longest * self.hop_size, device=self.device, dtype=self.dtype)
+            z = torch.randn(c.shape[0], 1, samples, device=self.device, dtype=self.dtype)
             pad = int(getattr(g, "aux_context_window", 0))
             audio = g(z, torch.nn.functional.pad(c, (pad, pad), mode="replicate") if pad else c)
         else:
             audio = g(c)
             if getattr(g, "pqmf", None) is not None:
                 audio = g.pqmf.synthesis(audio)
-        audio = audio[:, 0].float().cpu()
-        return [audio[i, : n * self.hop_size] for i, n in enumerate(frames)]
+        if audio.shape[-1] != samples:  # else the audio would be silently cut short or stretched
+            raise VocodeError(
+                f"{self.checkpoint}: the model makes {audio.shape[-1] // batch.shape[1]} samples per frame, but its "
+                f"config says hop_size {self.hop_size}"
+            )
+        return audio[:, 0].float().cpu()
+
+    def probe_min_frames(self, limit: int = 1024) -> int:
+        """The fewest frames the model runs on, found by running it on zeros.
+
+        Reflection padding needs an input longer than the pad, wherever it sits in the network; trying
+        a few tiny inputs (doubling, then bisecting) is cheaper and surer than deriving that from each
+        architecture."""
+        failure: list[Exception] = []
+
+        def runs(frames: int) -> bool:
+            try:
+                self.synthesize([torch.zeros(frames, self.num_mels)])
+            except VocodeError:
+                raise
+            except Exception as error:  # any failure here is the model refusing this length
+                failure.append(error)
+                return False
+            return True
+
+        frames = 1
+        while not runs(frames):
+            if frames >= limit:
+                raise VocodeError(
+                    f"{self.checkpoint}: the model does not run on {frames} frames of {self.num_mels} mels (num_mels "
+                    f"from its config) on {self.device} in {str(self.dtype).replace('torch.', '')}: "
+                    f"{one_line(failure[-1])}"
+                )
+            frames *= 2
+        fails, works = frames // 2, frames
+        while works - fails > 1:
+            middle = (fails + works) // 2
+            fails, works = (fails, middle) if runs(middle) else (middle, works)
+        return works
 
 
-def _mel_config(config: dict):
+# The original HiFi-GAN repository's mel settings (config.json) and their MelConfig names; all are needed
+# (fmin/fmax default differently in parallel_wavegan's configs).
+HIFIGAN_MEL_KEYS = {"sampling_rate": "sampling_rate", "hop_size": "hop_size", "num_mels": "num_mels",
+                    "n_fft": "fft_size", "win_size": "win_length", "fmin": "fmin", "fmax": "fmax"}  # fmt: skip
+
+
+def _mel_config(config: dict, where: object, kind: str = "parallel_wavegan"):
+    """The model's mel front end from its config (``where`` names the config in errors)."""
     from fastgan.audio import MelConfig
 
-    keys = ("sampling_rate", "fft_size", "hop_size", "win_length", "window", "num_mels", "fmin", "fmax")
-    values = {k: config[k] for k in keys if k in config}
-    if "sampling_rate" not in values or "hop_size" not in values or "num_mels" not in values:
-        raise VocodeError(
-            "the model's config has no sampling_rate / hop_size / num_mels: cannot build its mel front end"
-        )
-    if "log_base" in config:
-        values["log_base"] = config["log_base"]
-    return MelConfig(**values)
+    if kind == "hifigan":
+        required = list(HIFIGAN_MEL_KEYS)
+        values = {HIFIGAN_MEL_KEYS[k]: config[k] for k in required if k in config}
+        # HiFi-GAN's front end: natural log of the magnitude mel clamped at 1e-5.
+        values.update(log_base=None, eps=1e-5)
+    else:
+        required = ["sampling_rate", "hop_size", "num_mels"]
+        keys = ("sampling_rate", "fft_size", "hop_size", "win_length", "window", "num_mels", "fmin", "fmax", "log_base")
+        values = {k: config[k] for k in keys if k in config}
+    missing = [k for k in required if k not in config]
+    if missing:
+        raise VocodeError(f"{where}: the config has no {', '.join(missing)}: cannot build the model's mel front end")
+    try:
+        return MelConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise VocodeError(f"{where}: cannot build the model's mel front end: {one_line(error)}") from error
 
 
 def _load_weights_only(path: Path):
@@ -167,32 +237,43 @@ def load_vocoder(checkpoint: str | os.PathLike | None = None, device: str = "cpu
     beside it) and fastgan's exported default (the same with ``config`` and ``stats`` inside), always
     with ``torch.load(weights_only=True)``.
     """
-    from fastgan.checkpoints import CheckpointError, _load_parallel_wavegan, _read_config
+    from fastgan.checkpoints import CONFIG_NAMES, _generator_from_checkpoint, _read_config, checkpoint_format
 
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if dtype not in DTYPES:
         raise VocodeError(f"unknown --dtype {dtype!r}; expected one of {sorted(DTYPES)}")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise VocodeError(f"--device {device!r}: not a device torch knows ({one_line(error)})") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VocodeError(f"--device {device}: CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise VocodeError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s) here")
+    if path.is_dir():
+        raise VocodeError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise VocodeError(f"{path}: no such checkpoint file")
     try:
         raw = _load_weights_only(path)
-        if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict) or "generator" not in raw["model"]:
-            raise CheckpointError(f"{path}: not a generator checkpoint (expected 'model' -> 'generator')")
+        kind = checkpoint_format(path, raw)
+        # fastgan's exported default carries its config (and stats) inside; otherwise the file beside it.
         inside = raw.get("config") if isinstance(raw.get("config"), dict) else None
-        config, _ = _read_config(inside, path, "config.yml")
-        generator = _load_parallel_wavegan(path, raw, config, None)
+        config, config_path = _read_config(inside, path, CONFIG_NAMES[kind])
+        generator, _ = _generator_from_checkpoint(path, raw, config_path or config, None)
         if inside is not None and raw.get("stats") is not None:
             _register_stats(generator, raw["stats"])
+        generator.remove_weight_norm()
+        generator = generator.float().to(device=device, dtype=DTYPES[dtype]).eval()
     except VocodeError:
         raise
     except Exception as error:  # a checkpoint can fail in many ways; each is one line naming the file
-        raise VocodeError(f"{path}: cannot load the model: {error}") from error
-    generator.remove_weight_norm()
-    generator = generator.float().to(device=device, dtype=DTYPES[dtype]).eval()
-    return Vocoder(generator, _mel_config(config), device, DTYPES[dtype], path)
+        message = one_line(error)
+        raise VocodeError(message if str(path) in message else f"{path}: cannot load the model: {message}") from error
+    where = config_path or f"the config inside {path}"
+    vocoder = Vocoder(generator, _mel_config(config, where, kind), device, DTYPES[dtype], path)
+    vocoder.min_frames = vocoder.probe_min_frames()
+    return vocoder
 
 
 def read_input(vocoder: Vocoder, path: Path) -> torch.Tensor:
@@ -212,6 +293,7 @@ def read_input(vocoder: Vocoder, path: Path) -> torch.Tensor:
             raise VocodeError(f"mel must be (frames, {vocoder.num_mels}) for this model, got shape {tuple(mel.shape)}")
         if mel.shape[0] == 0 or not np.issubdtype(mel.dtype, np.floating) or not np.isfinite(mel).all():
             raise VocodeError(f"mel must be non-empty, floating point and finite (shape {mel.shape}, {mel.dtype})")
+        _check_length(vocoder, mel.shape[0], f"{mel.shape[0]} frame(s)")
         mel = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))
         return mel if vocoder.npy_normalized else vocoder.normalize(mel)
     import soundfile as sf
@@ -227,7 +309,17 @@ def read_input(vocoder: Vocoder, path: Path) -> torch.Tensor:
     audio = audio.mean(axis=1)
     if audio.size <= vocoder.mel_config.fft_size // 2:
         raise VocodeError(f"too short: {audio.size} samples (needs more than {vocoder.mel_config.fft_size // 2})")
-    return vocoder.normalize(torch.from_numpy(vocoder.features(audio)))
+    mel = vocoder.features(audio)
+    _check_length(vocoder, mel.shape[0], f"{mel.shape[0]} frame(s) from {audio.size} samples")
+    return vocoder.normalize(torch.from_numpy(mel))
+
+
+def _check_length(vocoder: Vocoder, frames: int, what: str) -> None:
+    if frames < vocoder.min_frames:
+        raise VocodeError(
+            f"too short: {what}; this model needs at least {vocoder.min_frames} frames "
+            f"({vocoder.min_frames * vocoder.hop_size} samples)"
+        )
 
 
 def _output_names(inputs: list[Path]) -> list[str]:
@@ -240,6 +332,14 @@ def _output_names(inputs: list[Path]) -> list[str]:
     return names
 
 
+def _synthesize_one(vocoder: Vocoder, mel: torch.Tensor) -> torch.Tensor | Exception:
+    """One item of a failed batch on its own: a batch too big for memory still gets its files written."""
+    try:
+        return vocoder.synthesize([mel])[0]
+    except Exception as error:
+        return error
+
+
 def vocode_files(
     vocoder: Vocoder, inputs: list[str | os.PathLike], out_dir: str | os.PathLike, *, batch_size: int = 8,
     progress: bool = True, log=print, err=None,
@@ -250,7 +350,10 @@ def vocode_files(
 
     err = err or (lambda line: print(line, file=sys.stderr))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise VocodeError(f"--out {out_dir}: cannot create the folder ({one_line(error)})") from error
     paths = [Path(p) for p in inputs]
     names = _output_names(paths)
     failed, ready = [], []
@@ -260,23 +363,41 @@ def vocode_files(
         except VocodeError as error:
             failed.append((str(path), one_line(error)))
             err(f"error: {path}: {one_line(error)}")
-    ready.sort(key=lambda item: item[2].shape[0])  # similar lengths share a batch: less padding
-    batches = [ready[i : i + batch_size] for i in range(0, len(ready), max(1, batch_size))]
+    # Only equal lengths share a batch: padding would make a file's audio depend on its batch mates.
+    by_length: dict[int, list] = {}
+    for item in sorted(ready, key=lambda item: item[2].shape[0]):
+        by_length.setdefault(item[2].shape[0], []).append(item)
+    step = max(1, batch_size)
+    batches = [group[i : i + step] for group in by_length.values() for i in range(0, len(group), step)]
     written, seconds, synth_time = [], 0.0, 0.0
+
+    def fail(path: Path, reason: str) -> None:
+        failed.append((str(path), reason))
+        err(f"error: {path}: {reason}")
+
     bar = tqdm(batches, desc="vocode", unit="batch", disable=not progress, file=sys.stderr)
     for batch in bar:
         start = time.perf_counter()
-        audios = vocoder.synthesize([mel for _, _, mel in batch])
-        if vocoder.device.type == "cuda":
-            torch.cuda.synchronize()
+        try:
+            audios = vocoder.synthesize([mel for _, _, mel in batch])
+            if vocoder.device.type == "cuda":
+                torch.cuda.synchronize()
+        except Exception as error:  # out of memory, a kernel error...: this batch's files fail, the rest go on
+            audios = [error] if len(batch) == 1 else [_synthesize_one(vocoder, mel) for _, _, mel in batch]
         synth_time += time.perf_counter() - start
         for (path, name, _), audio in zip(batch, audios, strict=True):
+            if isinstance(audio, Exception):
+                fail(path, f"synthesis failed: {one_line(audio) or type(audio).__name__}")
+                continue
             if not torch.isfinite(audio).all():
-                failed.append((str(path), "the model produced non-finite samples"))
-                err(f"error: {path}: the model produced non-finite samples")
+                fail(path, "the model produced non-finite samples")
                 continue
             target = out_dir / name
-            sf.write(str(target), audio.clamp(-1, 1).numpy(), vocoder.sampling_rate, subtype="PCM_16")
+            try:
+                sf.write(str(target), audio.clamp(-1, 1).numpy(), vocoder.sampling_rate, subtype="PCM_16")
+            except Exception as error:  # a full disk, an unwritable folder: report, keep the rest going
+                fail(path, f"cannot write {target}: {one_line(error)}")
+                continue
             written.append(str(target))
             seconds += audio.numel() / vocoder.sampling_rate
     rtf = synth_time / seconds if seconds else math.nan
@@ -301,7 +422,8 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the synthesised .wav files")
     parser.add_argument("--checkpoint", default=None, metavar="PATH",
-                        help="generator checkpoint (parallel_wavegan layout, config.yml beside it); default: the shipped model")  # fmt: skip
+                        help="generator checkpoint: parallel_wavegan layout (config.yml beside it) or the original HiFi-GAN "
+                             "repository's (config.json beside it); default: the shipped model")  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     parser.add_argument("--batch-size", type=int, default=8)
@@ -319,9 +441,13 @@ def main(args) -> int:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     vocoder.npy_normalized = args.normalized
-    result = vocode_files(
-        vocoder, args.inputs, args.out, batch_size=max(1, args.batch_size), progress=not args.no_progress
-    )
+    try:
+        result = vocode_files(
+            vocoder, args.inputs, args.out, batch_size=max(1, args.batch_size), progress=not args.no_progress
+        )
+    except VocodeError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
     if result["failed"]:
         print(f"{len(result['failed'])} of {len(args.inputs)} input(s) failed (see the lines above)", file=sys.stderr)
         return 1

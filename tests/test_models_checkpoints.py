@@ -310,3 +310,61 @@ class TestErrors:
         (tmp_path / "config.json").write_text(json.dumps({"resblock": "1"}))
         with pytest.raises(CheckpointError, match="missing upsample_rates"):
             fastgan.load_generator(tmp_path / "g_1")
+
+    def test_malformed_config_json_names_the_file(self, tmp_path):
+        torch.manual_seed(0)
+        torch.save({"generator": OfficialGenerator(OFFICIAL_CONFIGS["resblock1"]).state_dict()}, tmp_path / "g_1")
+        (tmp_path / "config.json").write_text('{"resblock": "1", "upsample_rates": [4, 2],')  # cut short
+        with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+            fastgan.load_generator(tmp_path / "g_1")
+        (tmp_path / "config.json").write_text("[1, 2]")
+        with pytest.raises(CheckpointError, match=r"config\.json: expected a mapping of settings, got list"):
+            fastgan.load_generator(tmp_path / "g_1")
+
+    def test_malformed_config_yml_names_the_file(self, tmp_path):
+        path = self.run_dir(tmp_path)
+        (tmp_path / "config.yml").write_text("generator_type: [MelGANGenerator\n")  # unclosed flow sequence
+        with pytest.raises(CheckpointError, match=r"config\.yml: not valid YAML"):
+            fastgan.load_generator(path)
+
+    def test_null_generator_params(self, tmp_path):
+        path = self.run_dir(tmp_path)
+        (tmp_path / "config.yml").write_text("generator_type: MelGANGenerator\ngenerator_params: null\n")
+        with pytest.raises(CheckpointError, match=r"config\.yml: generator_params must be a mapping, got NoneType"):
+            fastgan.load_generator(path)
+
+    def test_hifigan_upsample_lists_of_different_lengths(self, tmp_path):
+        torch.manual_seed(0)
+        torch.save({"generator": OfficialGenerator(OFFICIAL_CONFIGS["resblock1"]).state_dict()}, tmp_path / "g_1")
+        bad = dict(OFFICIAL_CONFIGS["resblock1"], upsample_kernel_sizes=[8, 4, 4])
+        (tmp_path / "config.json").write_text(json.dumps(bad))
+        with pytest.raises(
+            CheckpointError,
+            match=r"config\.json: upsample_rates \(2\) and upsample_kernel_sizes \(3\) differ in length",
+        ):
+            fastgan.load_generator(tmp_path / "g_1")
+
+    @pytest.mark.parametrize(
+        "content, reason",
+        [
+            (b"", "empty file"),
+            (b"junk" * 10, "not a readable torch checkpoint"),
+            (b"PK\x03\x04" + b"junk" * 10, "not a readable torch checkpoint"),  # a zip header, then nothing
+        ],
+        ids=["empty", "junk", "zip-header"],
+    )
+    def test_an_unreadable_checkpoint_file(self, tmp_path, content, reason):
+        (tmp_path / "g.pkl").write_bytes(content)
+        with pytest.raises(CheckpointError, match=rf"g\.pkl: {reason}"):
+            fastgan.load_generator(tmp_path / "g.pkl")
+
+    def test_a_directory_is_not_a_checkpoint(self, tmp_path):
+        with pytest.raises(CheckpointError, match=rf"{tmp_path.name}: is a directory, not a checkpoint file"):
+            fastgan.load_generator(tmp_path)
+
+    def test_a_directory_is_not_a_config(self, tmp_path):
+        path = self.run_dir(tmp_path)
+        (tmp_path / "config.yml").unlink()
+        (tmp_path / "config.yml").mkdir()
+        with pytest.raises(CheckpointError, match=r"config\.yml: cannot read the config"):
+            fastgan.load_generator(path)

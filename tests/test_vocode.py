@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,188 @@ def test_an_unloadable_checkpoint_is_one_clear_line(tmp_path, capsys):
                         "--out", tmp_path / "out")  # fmt: skip
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "checkpoint.pkl" in err
+
+
+TINY_HOP, TINY_MELS = 64, 20
+TINY_MELGAN = dict(in_channels=TINY_MELS, out_channels=1, channels=64, upsample_scales=[4, 4, 4], stacks=2)
+
+
+@pytest.fixture(scope="module")
+def melgan_checkpoint(tmp_path_factory) -> Path:
+    """A tiny MelGAN (reflection-padded: it needs more than 3 input frames) in parallel_wavegan's layout."""
+    from fastgan.models import MelGANGenerator
+
+    folder = tmp_path_factory.mktemp("melgan")
+    torch.manual_seed(0)
+    generator = MelGANGenerator(**TINY_MELGAN)
+    torch.save({"model": {"generator": generator.state_dict()}}, folder / "checkpoint-10steps.pkl")
+    config = dict(sampling_rate=22050, fft_size=256, hop_size=TINY_HOP, num_mels=TINY_MELS, fmin=0, fmax=8000,
+                  generator_type="MelGANGenerator", generator_params=TINY_MELGAN)  # fmt: skip
+    (folder / "config.yml").write_text(yaml.safe_dump(config))
+    return folder / "checkpoint-10steps.pkl"
+
+
+def _mel(frames: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(-2.0, 1.0, (frames, TINY_MELS)).astype(np.float32)
+
+
+@PLUMBING
+def test_inputs_too_short_for_the_model_are_named_and_the_rest_written(melgan_checkpoint, speech, tmp_path, capsys):
+    from fastgan.vocode import load_vocoder
+
+    assert load_vocoder(melgan_checkpoint).min_frames == 4  # ReflectionPad1d(3) on the input frames
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.save(folder / "one.npy", _mel(1, 0))
+    np.save(folder / "three.npy", _mel(3, 1))
+    np.save(folder / "four.npy", _mel(4, 2))  # the shortest the model takes
+    sf.write(folder / "short.wav", np.zeros(150, np.float32), 22050)  # 1 + 150 // 64 = 3 frames
+    inputs = [folder / "one.npy", folder / "three.npy", folder / "short.wav", folder / "four.npy", speech[0]]
+    code, _, err = _run(capsys, "--checkpoint", melgan_checkpoint, *inputs, "--out", tmp_path / "out",
+                        "--batch-size", 1)  # fmt: skip
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 3, err
+    for name, frames in (("one.npy", 1), ("three.npy", 3), ("short.wav", 3)):
+        assert any(
+            str(folder / name) in line and f"too short: {frames} frame" in line and "at least 4 frames" in line
+            for line in lines
+        ), (name, err)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(["four.wav", speech[0].name])
+    assert sf.info(str(tmp_path / "out" / "four.wav")).frames == 4 * TINY_HOP
+
+
+class _FailsOn(torch.nn.Module):
+    """Wraps a generator and fails (as an out-of-memory or kernel error would) on inputs of one length."""
+
+    def __init__(self, inner: torch.nn.Module, frames: int):
+        super().__init__()
+        self.inner, self.frames = inner, frames
+
+    def forward(self, c):
+        if c.shape[-1] == self.frames:
+            raise RuntimeError("simulated failure\nspanning lines")
+        return self.inner(c)
+
+
+@PLUMBING
+def test_a_failing_batch_fails_only_its_files(melgan_checkpoint, tmp_path, capsys, monkeypatch):
+    import fastgan.vocode
+    from fastgan.vocode import load_vocoder
+
+    vocoder = load_vocoder(melgan_checkpoint)
+    vocoder.generator = _FailsOn(vocoder.generator, 12)
+    monkeypatch.setattr(fastgan.vocode, "load_vocoder", lambda *args, **kwargs: vocoder)
+    inputs = []
+    for name, frames in (("a", 10), ("b", 12), ("b2", 12), ("c", 14)):
+        np.save(tmp_path / f"{name}.npy", _mel(frames, frames))
+        inputs.append(tmp_path / f"{name}.npy")
+    code, _, err = _run(capsys, "--checkpoint", melgan_checkpoint, *inputs, "--out", tmp_path / "out")
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 2, err
+    for name in ("b.npy", "b2.npy"):
+        assert any(str(tmp_path / name) in line and "simulated failure spanning lines" in line for line in lines), err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "c.wav"]
+
+
+@PLUMBING
+def test_a_file_does_not_depend_on_its_batch_mates(melgan_checkpoint, tmp_path, capsys):
+    from fastgan.vocode import load_vocoder
+
+    vocoder = load_vocoder(melgan_checkpoint)
+    a, b, a2 = (torch.from_numpy(_mel(n, seed)) for seed, n in enumerate((40, 90, 40)))
+    alone = vocoder.synthesize([a])[0]
+    together = vocoder.synthesize([a, b, a2])
+    assert [x.shape[0] for x in together] == [40 * TINY_HOP, 90 * TINY_HOP, 40 * TINY_HOP]
+    torch.testing.assert_close(together[0], alone)  # a longer mate changes nothing
+    torch.testing.assert_close(together[1], vocoder.synthesize([b])[0])
+    torch.testing.assert_close(together[2], vocoder.synthesize([a2])[0])  # an equal-length mate: fp32 rounding
+    # The same through the CLI: a file vocoded alone and beside a longer one.
+    np.save(tmp_path / "a.npy", a.numpy())
+    np.save(tmp_path / "b.npy", b.numpy())
+    code, _, err = _run(capsys, "--checkpoint", melgan_checkpoint, tmp_path / "a.npy", "--out", tmp_path / "alone")
+    assert code == 0, err
+    code, _, err = _run(capsys, "--checkpoint", melgan_checkpoint, tmp_path / "a.npy", tmp_path / "b.npy",
+                        "--out", tmp_path / "together", "--batch-size", 2)  # fmt: skip
+    assert code == 0, err
+    alone_pcm, _ = sf.read(tmp_path / "alone" / "a.wav", dtype="int16")
+    together_pcm, _ = sf.read(tmp_path / "together" / "a.wav", dtype="int16")
+    np.testing.assert_array_equal(together_pcm, alone_pcm)
+
+
+def test_an_unknown_device_is_one_clear_line(checkpoint, tmp_path, capsys):
+    code, _, err = _run(capsys, "--checkpoint", checkpoint, "--device", "foo", CORPUS / "arctic" / "arctic_a0009.wav",
+                        "--out", tmp_path / "out")  # fmt: skip
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "--device 'foo'" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+# The original HiFi-GAN repository's config.json: its generator and its mel front end (natural log of the
+# magnitude mel clamped at 1e-5).
+OFFICIAL_CONFIG = {"resblock": "2", "num_mels": 80, "upsample_rates": [8, 8, 4], "upsample_kernel_sizes": [16, 16, 8],
+                   "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3]],
+                   "sampling_rate": 22050, "hop_size": 256, "n_fft": 1024, "win_size": 1024, "fmin": 0,
+                   "fmax": 8000, "segment_size": 8192}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def official_hifigan(tmp_path_factory) -> Path:
+    from tests.test_models_checkpoints import OfficialGenerator
+
+    folder = tmp_path_factory.mktemp("hifigan")
+    torch.manual_seed(0)
+    torch.save({"generator": OfficialGenerator(OFFICIAL_CONFIG).state_dict()}, folder / "g_02500000")
+    (folder / "config.json").write_text(json.dumps(OFFICIAL_CONFIG))
+    return folder / "g_02500000"
+
+
+@PLUMBING
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")  # the stand-in original model's
+def test_an_original_hifigan_checkpoint_vocodes(official_hifigan, speech, tmp_path, capsys):
+    import fastgan
+    from fastgan.audio import logmelfilterbank
+
+    code, out, err = _run(capsys, "--checkpoint", official_hifigan, speech[0], "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "real-time factor" in out
+    audio, rate = sf.read(speech[0], dtype="float32")
+    produced, rate_out = sf.read(tmp_path / "out" / speech[0].name, dtype="float32")
+    assert rate_out == rate == 22050
+    assert produced.shape == ((1 + audio.size // 256) * 256,)
+    # HiFi-GAN's own front end: natural-log magnitude mel, clamped at 1e-5, from config.json's settings.
+    mel = logmelfilterbank(audio, 22050, 1024, 256, 1024, "hann", 80, 0, 8000, 1e-5, None)
+    generator = fastgan.load_generator(official_hifigan)
+    generator.remove_weight_norm()
+    with torch.no_grad():
+        expected = generator(torch.from_numpy(mel).T[None])[0, 0].numpy()
+    np.testing.assert_allclose(produced, expected.clip(-1, 1), atol=2 / 32768)  # PCM-16 rounding
+
+
+@PLUMBING
+def test_an_original_hifigan_config_without_the_front_end_is_named(official_hifigan, tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "g_1").write_bytes(official_hifigan.read_bytes())
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in OFFICIAL_CONFIG.items() if k != "sampling_rate"}))
+    code, _, err = _run(capsys, "--checkpoint", folder / "g_1", CORPUS / "arctic" / "arctic_a0009.wav",
+                        "--out", tmp_path / "out")  # fmt: skip
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(folder / "config.json") in err and "sampling_rate" in err, err
+
+
+@PLUMBING
+def test_a_config_without_the_front_end_is_named(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "c.pkl").write_bytes(checkpoint.read_bytes())
+    config = yaml.safe_load((checkpoint.parent / "config.yml").read_text())
+    del config["num_mels"]
+    (folder / "config.yml").write_text(yaml.safe_dump(config))
+    code, _, err = _run(capsys, "--checkpoint", folder / "c.pkl", CORPUS / "arctic" / "arctic_a0009.wav",
+                        "--out", tmp_path / "out")  # fmt: skip
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(folder / "config.yml") in err and "num_mels" in err, err
