@@ -348,6 +348,7 @@ class Trainer:
                 data, self.mel, self.segment_frames, seed=seed, cache=cached, preload=cached, mel_context=mel_context
             )
         self.valid = AudioMelDataset(valid, self.mel, segment_frames=None, preload=True) if valid else None
+        self._short_valid: set[int] = set()  # validation utterances too short for the STFT distance (warned once)
         num_classes = len(self.dataset.labels)
 
         gen_params = dict(config["generator_params"])
@@ -400,6 +401,7 @@ class Trainer:
                 params = {"fs": config["sampling_rate"], "fft_size": config["fft_size"], "hop_size": self.hop}
                 params.update(config["mel_loss_params"])
                 self.criterion["mel"] = L.MelSpectrogramLoss(**params).to(self.device)
+            self._check_stft_segments(source)
             self.gen_adv = L.GeneratorAdversarialLoss(**config["generator_adv_loss_params"])
             self.dis_adv = L.DiscriminatorAdversarialLoss(**config["discriminator_adv_loss_params"])
             self.feat_match = L.FeatureMatchLoss(**config["feat_match_loss_params"])
@@ -613,6 +615,25 @@ class Trainer:
             names.append("valid_stft_distance")
         return names
 
+    def _check_stft_segments(self, source: str) -> None:
+        """Every resolution of the STFT losses needs a full frame of signal: say so now, not at step 1."""
+        subbands = self.pqmf.subbands if self.pqmf is not None else 1
+        for key, params_key, bands in (
+            ("stft", "stft_loss_params", 1),
+            ("sub_stft", "subband_stft_loss_params", subbands),
+        ):
+            loss = self.criterion.get(key)
+            if loss is None:
+                continue
+            longest = max(resolution.fft_size for resolution in loss.stft_losses)
+            samples = self.config["batch_max_steps"] // bands
+            if samples < longest:
+                per_band = f" / {bands} sub-bands = {samples} samples" if bands > 1 else ""
+                raise ConfigError(
+                    f"{source}: batch_max_steps={self.config['batch_max_steps']}{per_band} is shorter than "
+                    f"{params_key}' largest fft_size={longest}: the STFT loss needs a full frame at every resolution"
+                )
+
     # -- one step -----------------------------------------------------------------------------------------------------
     def _features(self, batch) -> torch.Tensor:
         context = batch["context"].to(self.device, non_blocking=True)
@@ -815,11 +836,19 @@ class Trainer:
         G = self._module("generator")
         G.eval()
         stft = L.MultiResolutionSTFTLoss().to(self.device)
-        total = 0.0
+        longest = max(resolution.fft_size for resolution in stft.stft_losses)
+        total, count = 0.0, 0
         w = self.dataset.mel_context
         rng = torch.Generator(self.device).manual_seed(int(self.config["seed"]))  # the same noise every time
         for i in range(len(self.valid)):
             utt = self.valid.utterance(i)
+            if utt.audio.size < longest:  # the loss needs a full frame: leave it out (said once) rather than stop
+                if i not in self._short_valid:
+                    self._short_valid.add(i)
+                    log.warning("validation: %s (%d samples) is shorter than the STFT distance's largest FFT (%d): "
+                                "left out", utt.path, utt.audio.size, longest)  # fmt: skip
+                continue
+            count += 1
             audio = torch.from_numpy(utt.audio).to(self.device)  # the aligned utterance: frames * hop samples
             padded = torch.from_numpy(utt.padded).to(self.device)  # the same frames, without the alignment pad
             mel = normalize(self.melspec(padded, center=False), self.stats, mel_axis=1)
@@ -831,7 +860,7 @@ class Trainer:
             if i == 0 and self.is_main:
                 self._write_sample(y_.reshape(-1)[: audio.numel()], utt.path.stem)
         G.train()
-        return total / len(self.valid)
+        return total / count if count else None
 
     def _write_sample(self, audio: torch.Tensor, name: str):
         """The first validation utterance as generated now: ``samples/step<N>-<name>.wav`` and, with TensorBoard,

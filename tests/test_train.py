@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -402,6 +403,36 @@ def test_default_model_export_loads_and_matches(small_corpus, tmp_path):
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)  # weight norm folded: same math, reordered
     gl = griffin_lim_from_mel(mel, original, iterations=4)
     assert gl.shape == ((mel.shape[-1] - 1) * 64,) and torch.isfinite(gl).all()
+
+
+def test_segments_shorter_than_the_stft_losses_ffts_are_a_config_error(small_corpus, tmp_path):
+    """Said when the trainer is built, not as a crash at the first step (1024-sample segments here)."""
+    with pytest.raises(
+        ConfigError, match=r"batch_max_steps=1024 is shorter than stft_loss_params' largest fft_size=2048"
+    ):
+        Trainer(tiny_config("melgan", stft_loss_params={}), small_corpus / "train", tmp_path, device="cpu")
+    subband = {"fft_sizes": [384, 683, 171], "hop_sizes": [30, 60, 10], "win_lengths": [150, 300, 60]}
+    with pytest.raises(ConfigError, match=r"1024 / 4 sub-bands = 256 samples is shorter than subband_stft_loss_params"):
+        Trainer(tiny_config("multiband_melgan", subband_stft_loss_params=subband), small_corpus / "train", tmp_path,
+                device="cpu")  # fmt: skip
+
+
+def test_validation_leaves_out_utterances_shorter_than_its_stft(small_corpus, tmp_path, caplog):
+    """A held-out utterance under the STFT distance's 2048-sample FFT is left out with a warning; validation
+    (and the run) goes on with the others."""
+    import soundfile as sf
+
+    valid = tmp_path / "valid"
+    shutil.copytree(small_corpus / "valid", valid)
+    sf.write(valid / "blip.wav", np.zeros(1500, dtype=np.float32) + 0.01, 22050)
+    trainer = Trainer(tiny_config("melgan"), small_corpus / "train", tmp_path / "run", valid=valid, device="cpu",
+                      progress=False)  # fmt: skip
+    assert len(trainer.valid) == 2
+    with caplog.at_level("WARNING", logger="fastgan.train"):
+        first, second = trainer.validate(), trainer.validate()
+    assert first == second and np.isfinite(first)
+    assert [r.getMessage() for r in caplog.records if "blip.wav" in r.getMessage()] != []
+    assert sum("blip.wav" in r.getMessage() for r in caplog.records) == 1  # said once
 
 
 def test_time_budget_stops_with_a_checkpoint(small_corpus, tmp_path):
