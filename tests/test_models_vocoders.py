@@ -329,7 +329,6 @@ def test_backward_through_generator_and_discriminator(pair):
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
 
 
-
 @pytest.mark.parametrize("pair", list(PAIRS))
 def test_training_after_an_inference_mode_call(pair, monkeypatch):
     """A validation pass under torch.inference_mode, then a training step in the same process: constants
@@ -363,6 +362,7 @@ def test_training_after_an_inference_mode_call(pair, monkeypatch):
     step().backward()
     for parameter in generator.parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+
 
 class TestErrors:
     def test_bad_configurations(self):

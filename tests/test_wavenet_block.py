@@ -396,7 +396,6 @@ def test_module_weight_norm_forms_and_fold(form):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
-
 @pytest.mark.reference
 def test_module_under_autocast_matches_parallel_wavegan():
     """fp32 x under bf16 autocast: parallel_wavegan returns the residual in fp32 (its add promotes) and the
@@ -411,6 +410,7 @@ def test_module_under_autocast_matches_parallel_wavegan():
     assert [t.dtype for t in got] == [t.dtype for t in want] == [torch.float32, torch.bfloat16]
     for a, b in zip(got, want, strict=True):
         assert_scaled_close(a.float(), b.float(), torch.bfloat16)
+
 
 def test_module_dropout_runs_the_plain_composition():
     config = dict(kernel_size=3, residual_channels=8, gate_channels=16, skip_channels=8, aux_channels=5, dropout=0.3)
