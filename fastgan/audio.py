@@ -294,6 +294,31 @@ def logmelfilterbank(
     return mel.cpu().numpy() if as_numpy else mel
 
 
+def hifigan_log_mel(audio: np.ndarray, config: MelConfig) -> np.ndarray:
+    """The original HiFi-GAN repository's features (its ``mel_spectrogram``): (T,) audio -> (frames, num_mels).
+
+    Not centred: reflect-padded by (fft_size - hop_size) // 2 on each side, so frame i covers samples
+    around i * hop + hop / 2 and there are T // hop frames; magnitude sqrt(re^2 + im^2 + 1e-9), the Slaney
+    mel filterbank, natural log of the mel clamped at ``config.eps`` (1e-5 in its configs).
+    """
+    x = torch.as_tensor(np.asarray(audio, dtype=np.float32))
+    if x.dim() != 1:
+        raise ValueError(f"hifigan_log_mel: audio must be 1-D (T,), got shape {tuple(x.shape)}")
+    pad = (config.fft_size - config.hop_size) // 2
+    if x.numel() <= pad:
+        raise ValueError(f"hifigan_log_mel: {x.numel()} samples is too short for reflect padding of {pad}")
+    x = torch.nn.functional.pad(x[None, None], (pad, pad), mode="reflect")[0, 0]
+    if x.numel() < config.fft_size:
+        raise ValueError(f"hifigan_log_mel: {x.numel() - 2 * pad} samples is too short for fft_size={config.fft_size}")
+    window = torch.hann_window(config.window_length)
+    with torch.no_grad():
+        spec = torch.stft(x, config.fft_size, config.hop_size, config.window_length, window, center=False,
+                          return_complex=True)  # fmt: skip
+        magnitude = torch.sqrt(spec.real**2 + spec.imag**2 + 1e-9)
+        mel = torch.from_numpy(mel_filterbank(config)) @ magnitude
+        return torch.log(torch.clamp(mel, min=config.eps)).transpose(0, 1).numpy()
+
+
 def align_audio(audio: np.ndarray, frames: int, hop_size: int, fft_size: int) -> np.ndarray:
     """parallel_wavegan's alignment: edge-pad by fft_size, keep ``frames * hop_size`` samples."""
     padded = np.pad(audio, (0, fft_size), mode="edge") if len(audio) else np.zeros(fft_size, audio.dtype)

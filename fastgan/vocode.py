@@ -78,6 +78,7 @@ class Vocoder:
     checkpoint: Path
     npy_normalized: bool = False  # .npy inputs already normalised with the model's stats
     min_frames: int = 1  # the fewest frames the model runs on (see probe_min_frames)
+    front_end: str = "parallel_wavegan"  # or "hifigan": the original HiFi-GAN repository's (uncentred) features
 
     @property
     def hop_size(self) -> int:
@@ -97,9 +98,11 @@ class Vocoder:
 
     def features(self, audio: np.ndarray) -> np.ndarray:
         """(samples,) float audio -> (frames, num_mels) raw log-mel, the model's front end."""
-        from fastgan.audio import logmelfilterbank
+        from fastgan.audio import hifigan_log_mel, logmelfilterbank
 
         cfg = self.mel_config
+        if self.front_end == "hifigan":
+            return hifigan_log_mel(audio, cfg)
         return logmelfilterbank(
             audio, cfg.sampling_rate, cfg.fft_size, cfg.hop_size, cfg.win_length, cfg.window, cfg.num_mels,
             cfg.fmin, cfg.fmax, cfg.eps, cfg.log_base,
@@ -272,6 +275,7 @@ def load_vocoder(checkpoint: str | os.PathLike | None = None, device: str = "cpu
         raise VocodeError(message if str(path) in message else f"{path}: cannot load the model: {message}") from error
     where = config_path or f"the config inside {path}"
     vocoder = Vocoder(generator, _mel_config(config, where, kind), device, DTYPES[dtype], path)
+    vocoder.front_end = "hifigan" if kind == "hifigan" else "parallel_wavegan"
     vocoder.min_frames = vocoder.probe_min_frames()
     return vocoder
 

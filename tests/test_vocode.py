@@ -306,9 +306,35 @@ def official_hifigan(tmp_path_factory) -> Path:
 
 @PLUMBING
 @pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")  # the stand-in original model's
+def hifigan_features_by_librosa(audio: np.ndarray) -> np.ndarray:
+    """HiFi-GAN's front end as its meldataset.mel_spectrogram defines it (config.json: n_fft 1024, hop 256, win 1024,
+    80 mels, 0-8000 Hz), computed with librosa: reflect-pad (n_fft - hop) / 2, uncentred STFT, magnitude, Slaney mel,
+    natural log clamped at 1e-5. (frames, 80), frames = samples // hop."""
+    librosa = pytest.importorskip("librosa", reason="librosa (the independent reference here) is not installed")
+
+    padded = np.pad(audio, (384, 384), mode="reflect")
+    spec = librosa.stft(padded, n_fft=1024, hop_length=256, win_length=1024, window="hann", center=False)
+    magnitude = np.sqrt(np.abs(spec) ** 2 + 1e-9)
+    mel = librosa.filters.mel(sr=22050, n_fft=1024, n_mels=80, fmin=0, fmax=8000) @ magnitude
+    return np.log(np.maximum(mel, 1e-5)).T.astype(np.float32)
+
+
+def test_hifigan_front_end_matches_its_definition(speech):
+    from fastgan.audio import MelConfig, hifigan_log_mel
+
+    pytest.importorskip("librosa", reason="librosa (the independent reference here) is not installed")
+    from tests.test_audio import _assert_log_mel_close
+
+    audio, _ = sf.read(speech[0], dtype="float32")
+    config = MelConfig(22050, 1024, 256, 1024, "hann", 80, 0, 8000, eps=1e-5, log_base=None)
+    ours = hifigan_log_mel(audio, config)
+    assert ours.shape == (audio.size // 256, 80)
+    # LOG_MEL's bound (stated for log10 features): fp32 FFT rounding relative to each frame's peak band.
+    _assert_log_mel_close(ours / np.log(10), hifigan_features_by_librosa(audio) / np.log(10))
+
+
 def test_an_original_hifigan_checkpoint_vocodes(official_hifigan, speech, tmp_path, capsys):
     import fastgan
-    from fastgan.audio import logmelfilterbank
 
     code, out, err = _run(capsys, "--checkpoint", official_hifigan, speech[0], "--out", tmp_path / "out")
     assert code == 0, err
@@ -316,9 +342,8 @@ def test_an_original_hifigan_checkpoint_vocodes(official_hifigan, speech, tmp_pa
     audio, rate = sf.read(speech[0], dtype="float32")
     produced, rate_out = sf.read(tmp_path / "out" / speech[0].name, dtype="float32")
     assert rate_out == rate == 22050
-    assert produced.shape == ((1 + audio.size // 256) * 256,)
-    # HiFi-GAN's own front end: natural-log magnitude mel, clamped at 1e-5, from config.json's settings.
-    mel = logmelfilterbank(audio, 22050, 1024, 256, 1024, "hann", 80, 0, 8000, 1e-5, None)
+    assert produced.shape == ((audio.size // 256) * 256,)
+    mel = hifigan_features_by_librosa(audio)
     generator = fastgan.load_generator(official_hifigan)
     generator.remove_weight_norm()
     with torch.no_grad():
