@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
+
+
+def backend_problem() -> str | None:
+    """Why ``$FASTGAN_BACKEND`` is unusable, on one line, or None: checked before any command does work, since
+    the ops read it only when they first run (and a command's own error handling would then blame something else).
+    """
+    from fastgan import _backend
+
+    try:
+        _backend.get_backend()
+    except ValueError as error:
+        return f"FASTGAN_BACKEND={os.environ.get('FASTGAN_BACKEND', '')!r}: {' '.join(str(error).split())}"
+    return None
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -52,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_training_commands(commands)
     args = parser.parse_args(argv)
+    problem = backend_problem()
+    if problem is not None:
+        print(f"fastgan {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     return args.run(args)
 
 

@@ -360,11 +360,65 @@ class AudioMelDataset(torch.utils.data.Dataset):
 # fastgan preprocess: parallel_wavegan-layout feature dumps
 
 
-def _utterance_ids(files: list[Path]) -> list[str]:
-    stems = [f.stem for f in files]
-    if len(set(stems)) == len(stems):
-        return stems
-    return [f"{f.parent.name}_{f.stem}" for f in files]  # the same name in two folders: prefix the folder
+def _utterance_ids(files: list[Path], reserved: tuple[str, ...] = ()) -> list[str]:
+    """One distinct output name per file (case-insensitively, for any file system), in the order of ``files``.
+
+    The file's stem when every stem is distinct (parallel_wavegan's naming); otherwise each name is the file's path
+    relative to the files' common folder, joined by ``_`` (``x/a.wav`` -> ``x_a``), keeping the extension where
+    two files differ only by it (``x_a.wav``, ``x_a.flac``). A name still taken (``y_x/a`` and ``y/x/a``, or one
+    in ``reserved``) gets a suffix ``-2``, ``-3``, ... .
+    """
+    names = [f.stem for f in files]
+    if len({n.casefold() for n in names}) < len(names):
+        absolute = [Path(os.path.abspath(f)) for f in files]
+        root = Path(os.path.commonpath([os.fspath(f.parent) for f in absolute]))
+        relative = [f.relative_to(root) for f in absolute]
+        names = ["_".join((*r.parent.parts, r.stem)) for r in relative]
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            groups.setdefault(name.casefold(), []).append(i)
+        for members in groups.values():
+            if len({relative[i].suffix.casefold() for i in members}) > 1:  # x/a.wav and x/a.flac
+                for i in members:
+                    names[i] = names[i] + relative[i].suffix
+        log.info("utterance names: file stems clash, so each is its path relative to %s", root)
+    taken = {r.casefold() for r in reserved}
+    unique = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate.casefold() in taken:
+            n += 1
+            candidate = f"{name}-{n}"
+        taken.add(candidate.casefold())
+        unique.append(candidate)
+    assert len({u.casefold() for u in unique}) == len(files)
+    return unique
+
+
+def _preprocess_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device that can hold tensors here; a ValueError naming it otherwise."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ValueError(
+            f"preprocess: device {device!r} is not a torch device ({' '.join(str(error).split())})"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"preprocess: device {str(device)!r}: CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"preprocess: device {str(device)!r}: there are {torch.cuda.device_count()} CUDA device(s) here"
+        )
+    if device.type == "meta":
+        raise ValueError("preprocess: device 'meta' holds no data; give cpu or cuda")
+    try:
+        torch.zeros(1, device=device)
+    except Exception as error:  # mps / xpu / ... builds without that backend (torch's message lists them all)
+        reason = " ".join(str(error).split(". ")[0].split())[:160]
+        raise ValueError(f"preprocess: device {str(device)!r} is not usable here ({reason})") from None
+    return device
 
 
 def preprocess(
@@ -379,21 +433,31 @@ def preprocess(
 
     ``fmt="hdf5"``: ``<utt>.h5`` with datasets ``wave`` (the aligned waveform, frames * hop_size samples) and
     ``feats`` (frames, num_mels); ``fmt="npy"``: ``<utt>-wave.npy`` and ``<utt>-feats.npy``. Then ``stats.h5`` /
-    ``stats.npy`` over all of them. Features are computed on ``device`` (CUDA when available by default). Bad files
-    are reported and skipped. Returns a summary dict (utterances, frames, skipped, files written).
+    ``stats.npy`` over all of them. ``<utt>`` is the file's stem, or, where stems clash, its path relative to the
+    files' common folder (see :func:`_utterance_ids`); no two files share a name. Features are computed on
+    ``device`` (CUDA when available by default). Bad files are reported and skipped. Returns a summary dict
+    (utterances, frames, skipped, files written, stats, and ``utterance_ids``: each name written -> its file).
+    A bad ``device`` or an ``out`` that is not a folder is a ValueError before anything is written.
     """
     from fastgan.audio import LogMelSpectrogram, align_audio, compute_stats, save_stats
 
     if fmt not in ("hdf5", "npy"):
         raise ValueError(f"preprocess: format must be 'hdf5' or 'npy', got {fmt!r}")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    device = _preprocess_device(device)
     files = find_audio(source)
-    ids = _utterance_ids(files)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"preprocess: the output {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"preprocess: cannot create the output folder {out} ({' '.join(str(error).split())})"
+        ) from None
+    stats_name = "stats.h5" if fmt == "hdf5" else "stats.npy"
+    ids = _utterance_ids(files, reserved=("stats",) if fmt == "hdf5" else ())
     melspec = LogMelSpectrogram(mel).to(device)
-    feats_all, skipped, written = [], [], []
+    feats_all, skipped, written, used = [], [], [], {}
     iterator = zip(files, ids, strict=True)
     if progress:
         from tqdm import tqdm
@@ -411,24 +475,31 @@ def preprocess(
         with torch.no_grad():
             feats = melspec(torch.from_numpy(audio).to(device))[0].T.float().cpu().numpy()
         wave = align_audio(audio, len(feats), mel.hop_size, mel.fft_size).astype(np.float32)
-        if fmt == "hdf5":
-            import h5py
+        target = out / (f"{utt}.h5" if fmt == "hdf5" else f"{utt}-wave.npy")
+        try:
+            if fmt == "hdf5":
+                import h5py
 
-            target = out / f"{utt}.h5"
-            with h5py.File(target, "w") as f:
-                f.create_dataset("wave", data=wave)
-                f.create_dataset("feats", data=feats)
-            written.append(target)
-        else:
-            for kind, data in (("wave", wave), ("feats", feats)):
-                target = out / f"{utt}-{kind}.npy"
-                np.save(target, data, allow_pickle=False)
+                with h5py.File(target, "w") as f:
+                    f.create_dataset("wave", data=wave)
+                    f.create_dataset("feats", data=feats)
                 written.append(target)
+            else:
+                for kind, data in (("wave", wave), ("feats", feats)):
+                    target = out / f"{utt}-{kind}.npy"
+                    np.save(target, data, allow_pickle=False)
+                    written.append(target)
+        except OSError as error:  # a full disk, an unwritable folder: one line; what was written stays
+            raise ValueError(f"preprocess: cannot write {target} ({' '.join(str(error).split())})") from None
         feats_all.append(feats)
+        used[utt] = os.fspath(path)
     if not feats_all:
         raise ValueError(f"preprocess: no usable audio in {source} ({len(skipped)} bad files)")
-    stats_path = out / ("stats.h5" if fmt == "hdf5" else "stats.npy")
-    save_stats(stats_path, compute_stats(feats_all))
+    stats_path = out / stats_name
+    try:
+        save_stats(stats_path, compute_stats(feats_all))
+    except OSError as error:
+        raise ValueError(f"preprocess: cannot write {stats_path} ({' '.join(str(error).split())})") from None
     written.append(stats_path)
     return {
         "utterances": len(feats_all),
@@ -436,4 +507,5 @@ def preprocess(
         "skipped": skipped,
         "written": [os.fspath(p) for p in written],
         "stats": os.fspath(stats_path),
+        "utterance_ids": used,
     }

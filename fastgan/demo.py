@@ -168,19 +168,57 @@ def streaming_latency(device: torch.device) -> None:
         torch.set_num_threads(threads)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastgan.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ROOT / "bench" / "out")) / "demo")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--out", type=Path, default=Path(os.environ.get("OUT", ROOT / "bench" / "out")) / "demo",
+        help="folder for the vocoded wavs, the spectrogram PNG and the benchmark table (default: $OUT/demo, "
+        "else bench/out/demo; created if missing)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu",
+        help="torch device to vocode and time on, e.g. cpu, cuda, cuda:1 (default: cuda when available, else cpu)",
+    )  # fmt: skip
     parser.add_argument("--no-bench", action="store_true", help="skip the hot-path benchmark table")
     parser.add_argument(
         "--threads", type=int, default=0,
         help="CPU threads for torch (0: auto — one thread when other work is loading the CPU, where a second "
         "OpenMP thread spins waiting and runs several times slower; torch's default on an idle machine)",
     )  # fmt: skip
+    return parser
+
+
+def _check_device(name: str) -> torch.device:
+    """``--device`` as a torch device present here, or a ValueError saying why not (one line)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ValueError(f"--device {name!r} is not a torch device ({' '.join(str(error).split())})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r}: CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name!r}: there are {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: the demo runs on cpu or cuda")
+    return device
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fastgan.cli import backend_problem
+
+    parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    device = torch.device(args.device)
+    problem = backend_problem()
+    try:
+        if problem is not None:
+            raise ValueError(problem)
+        device = _check_device(args.device)
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} exists and is not a folder")
+    except ValueError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if args.threads > 0:

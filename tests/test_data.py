@@ -246,3 +246,105 @@ def test_stdlib_wave_reader_matches_soundfile(tmp_path):
         actual, sr2 = _StdlibWave.read(str(path))
         assert sr2 == sr and _StdlibWave.info(str(path)).frames == len(expected)
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-7, err_msg=subtype)
+
+
+def _npy_feats(dump: Path) -> dict[str, np.ndarray]:
+    return {p.name[: -len("-feats.npy")]: np.load(p) for p in sorted(dump.glob("*-feats.npy"))}
+
+
+@pytest.mark.parametrize("fmt", ["npy", "hdf5"])
+def test_preprocess_clashing_names_are_each_written(tmp_path, fmt):
+    """x/a.wav, x/a.flac and y/x/a.wav once all became x_a: two utterances were silently overwritten."""
+    from fastgan.data import preprocess
+
+    src = tmp_path / "src"
+    inputs = {
+        "x_a.wav": _write(src / "x" / "a.wav", _tone(0.4, 22050, 220.0), 22050, subtype="PCM_16"),
+        "x_a.flac": _write(src / "x" / "a.flac", _tone(0.5, 22050, 330.0), 22050),
+        "y_x_a": _write(src / "y" / "x" / "a.wav", _tone(0.6, 22050, 440.0), 22050, subtype="PCM_16"),
+    }
+    summary = preprocess(src, tmp_path / "dump", CFG, fmt=fmt, device="cpu")
+    assert summary["utterances"] == 3
+    if fmt == "npy":
+        feats = _npy_feats(tmp_path / "dump")
+        assert sorted(p.name for p in (tmp_path / "dump").glob("*-wave.npy")) == sorted(
+            f"{utt}-wave.npy" for utt in inputs
+        )
+    else:
+        import h5py
+
+        feats = {}
+        for path in sorted((tmp_path / "dump").glob("*.h5")):
+            if path.name != "stats.h5":
+                with h5py.File(path, "r") as f:
+                    feats[path.name[: -len(".h5")]] = f["feats"][()]
+    assert sorted(feats) == sorted(inputs)
+    for utt, path in inputs.items():
+        expected = logmelfilterbank(load_audio(path), **CFG.to_dict())
+        np.testing.assert_allclose(feats[utt], expected, rtol=0, atol=1e-5, err_msg=utt)
+    assert summary["utterance_ids"] == {utt: str(path) for utt, path in inputs.items()}
+
+
+def test_preprocess_names_stay_unique_when_paths_collide(tmp_path):
+    """Relative paths that flatten to one name (y_x/a, y/x/a), and an utterance called 'stats' in hdf5 (the
+    statistics file's name), are given a suffix, never overwritten."""
+    import h5py
+
+    from fastgan.data import preprocess
+
+    src = tmp_path / "src"
+    paths = [
+        _write(src / "y_x" / "a.wav", _tone(0.3, 22050, 220.0), 22050, subtype="PCM_16"),
+        _write(src / "y" / "x" / "a.wav", _tone(0.4, 22050, 330.0), 22050, subtype="PCM_16"),
+    ]
+    summary = preprocess(src, tmp_path / "npy", CFG, fmt="npy", device="cpu")
+    ids = summary["utterance_ids"]
+    assert len(ids) == 2 and len(_npy_feats(tmp_path / "npy")) == 2
+    for utt, path in ids.items():
+        expected = logmelfilterbank(load_audio(path), **CFG.to_dict())
+        np.testing.assert_allclose(_npy_feats(tmp_path / "npy")[utt], expected, rtol=0, atol=1e-5)
+    assert sorted(ids.values()) == sorted(str(p) for p in paths)
+
+    solo = tmp_path / "solo"
+    stats_wav = _write(solo / "stats.wav", _tone(0.3, 22050, 220.0), 22050, subtype="PCM_16")
+    _write(solo / "other.wav", _tone(0.4, 22050, 330.0), 22050, subtype="PCM_16")
+    summary = preprocess(solo, tmp_path / "h5", CFG, fmt="hdf5", device="cpu")
+    (utt,) = [u for u, p in summary["utterance_ids"].items() if p == str(stats_wav)]
+    assert utt != "stats"
+    with h5py.File(tmp_path / "h5" / f"{utt}.h5", "r") as f:
+        expected = logmelfilterbank(load_audio(stats_wav), **CFG.to_dict())
+        np.testing.assert_allclose(f["feats"][()], expected, rtol=0, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "h5").glob("*.h5")) == sorted(["other.h5", f"{utt}.h5", "stats.h5"])
+
+
+def _bad_devices() -> list[str]:
+    devices = ["gpu0", f"cuda:{torch.cuda.device_count()}"]
+    if not torch.cuda.is_available():
+        devices.append("cuda")
+    return devices
+
+
+@pytest.mark.parametrize("device", _bad_devices())
+def test_preprocess_cli_bad_device_is_one_line(tmp_path, capsys, device):
+    from fastgan.cli import main
+
+    src = tmp_path / "src"
+    _write(src / "a.wav", _tone(0.3, 22050), 22050, subtype="PCM_16")
+    argv = ["preprocess", "--data", str(src), "--out", str(tmp_path / "dump"), "--device", device, "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and device in err and "error" in err, err
+    assert not (tmp_path / "dump").exists()  # nothing made for a run that could not start
+
+
+def test_preprocess_cli_out_is_a_file_is_one_line(tmp_path, capsys):
+    from fastgan.cli import main
+
+    src = tmp_path / "src"
+    _write(src / "a.wav", _tone(0.3, 22050), 22050, subtype="PCM_16")
+    (tmp_path / "taken").write_text("keep me")
+    argv = ["preprocess", "--data", str(src), "--out", str(tmp_path / "taken"), "--device", "cpu", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "taken" in err and "not a folder" in err, err
+    assert (tmp_path / "taken").read_text() == "keep me"
