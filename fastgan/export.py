@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import numbers
 import os
 import warnings
 
@@ -204,6 +205,14 @@ def export_onnx(
     With ``check`` and onnxruntime installed, the file is run on ``frames + 7`` frames and must
     match PyTorch within ``atol`` (a ``RuntimeError`` says by how much otherwise).
     """
+    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral):
+        raise TypeError(f"export_onnx: frames must be an integer, got {frames!r}")
+    need = min_frames(generator)
+    if frames < need:
+        raise ValueError(
+            f"export_onnx: frames={frames} is too short for {type(generator).__name__}, which needs at least "
+            f"{need} frames (the traced example's length; the exported length axis stays dynamic)"
+        )
     path = os.fspath(path)
     model = copy_for_inference(generator).cpu().float()
     pqmf = getattr(model, "pqmf", None)
@@ -226,6 +235,17 @@ def export_onnx(
         if error is not None and error > atol:
             raise RuntimeError(f"export_onnx: {path} differs from PyTorch by {error:.3g} (> {atol}) in onnxruntime")
     return path
+
+
+def min_frames(generator: nn.Module) -> int:
+    """The fewest mel frames ``generator`` runs on: its ``min_frames`` (fastgan's generators), else derived
+    the same way from its layers (parallel_wavegan's classes: reflection pads in forward order)."""
+    need = getattr(generator, "min_frames", None)
+    if need is None:
+        from fastgan.models._common import min_input_frames
+
+        need = min_input_frames(generator.modules())
+    return int(need)
 
 
 def _example(wrapper: _Synthesis, mel_channels: int, frames: int, seed: int = 0) -> tuple:

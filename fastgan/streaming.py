@@ -26,6 +26,7 @@ it as a CUDA graph (the cached state is copied back in place at the end of the g
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -567,6 +568,22 @@ def _pqmf_node(pqmf) -> _ConvTranspose:
 # ----------------------------------------------------------------------------------------------
 
 
+def _chunk_frames(chunk_frames) -> int:
+    """A whole number of frames >= 1 (an integral float such as 4.0 too); never truncated."""
+    message = f"StreamingVocoder: chunk_frames must be an integer >= 1, got {chunk_frames!r}"
+    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, numbers.Real):
+        raise TypeError(message)
+    if not math.isfinite(chunk_frames) or chunk_frames != int(chunk_frames) or chunk_frames < 1:
+        raise ValueError(message)
+    return int(chunk_frames)
+
+
+def _real_floating(t: torch.Tensor, name: str) -> None:
+    """A cast to the vocoder's dtype would drop an imaginary part or make a mask into numbers: refuse."""
+    if not t.is_floating_point():
+        raise TypeError(f"StreamingVocoder.push: {name} must be real floating-point, got dtype {t.dtype}")
+
+
 class StreamingVocoder:
     """Exact chunked synthesis with a generator: ``push(mel_chunk) -> audio``, then ``flush()``.
 
@@ -595,12 +612,15 @@ class StreamingVocoder:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ):
-        if int(chunk_frames) < 1:
-            raise ValueError(f"StreamingVocoder: chunk_frames must be >= 1, got {chunk_frames}")
-        self.chunk_frames = int(chunk_frames)
+        self.chunk_frames = _chunk_frames(chunk_frames)
         self.sample_rate = int(sample_rate)
         model = generator
-        parameter = next(model.parameters())
+        parameter = next(model.parameters(), None)
+        if parameter is None:
+            raise ValueError(
+                f"StreamingVocoder: {type(generator).__name__} has no parameters; expected a MelGAN, Multi-band "
+                "MelGAN, HiFi-GAN or Parallel WaveGAN generator"
+            )
         self.device = torch.device(device) if device is not None else parameter.device
         self.dtype = dtype if dtype is not None else parameter.dtype
         self.kind = type(generator).__name__
@@ -773,6 +793,12 @@ class StreamingVocoder:
             raise ValueError(
                 "StreamingVocoder.push: mixing (frames, mel) and (batch, mel, frames) chunks in one stream"
             )
+        if self._batched is not None and mel.shape[0] != self._batch:
+            raise ValueError(
+                f"StreamingVocoder.push: a chunk with a batch of {mel.shape[0]} (shape {given}), but this utterance "
+                f"has batch {self._batch}; flush() or reset() first to start one with another batch"
+            )
+        _real_floating(mel, "mel")
         self._batched = batched
         self._batch = mel.shape[0]
         mel = mel.to(device=self.device, dtype=self.dtype)
@@ -781,7 +807,9 @@ class StreamingVocoder:
             if noise is None:
                 noise = torch.randn(mel.shape[0], 1, samples, device=self.device, dtype=self.dtype)
             else:
-                noise = torch.as_tensor(noise).to(device=self.device, dtype=self.dtype)
+                noise = torch.as_tensor(noise)
+                _real_floating(noise, "noise")
+                noise = noise.to(device=self.device, dtype=self.dtype)
                 noise = noise.reshape(1, 1, -1) if noise.dim() <= 2 and not batched else noise
                 if noise.shape != (mel.shape[0], 1, samples):
                     raise ValueError(
@@ -827,7 +855,12 @@ class StreamingVocoder:
         return out
 
     def stream(self, mel, noise=None):
-        """Push ``mel`` (frames, mel) in ``chunk_frames`` pieces and flush; yields each piece of audio."""
+        """Push ``mel`` (frames, mel) in ``chunk_frames`` pieces and flush; yields each piece of audio.
+
+        ``mel`` and ``noise`` may be tensors or arrays, as :meth:`push` takes them."""
+        mel = mel if isinstance(mel, torch.Tensor) else torch.as_tensor(mel)
+        if noise is not None and not isinstance(noise, torch.Tensor):
+            noise = torch.as_tensor(noise)
         frames = mel.shape[0] if mel.dim() == 2 else mel.shape[-1]
         for start in range(0, frames, self.chunk_frames):
             piece = (

@@ -5,6 +5,7 @@ inference, de-normalisation statistics, and the (frames, features) ``inference``
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -97,6 +98,33 @@ def run_layers(layers, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def min_input_frames(modules: Iterable[nn.Module]) -> int:
+    """The fewest input frames a generator's layers run on, from ``modules`` in the order the forward
+    runs them (nested modules included, as ``Module.modules()`` lists them).
+
+    Every layer needs at least one frame; a reflection pad of ``p`` samples needs more than ``p``
+    samples where it runs, i.e. ``frames * scale > p`` with ``scale`` the product of the strides of
+    the transposed convs before it (each stage's length is exactly ``frames * scale``).
+    """
+    scale, need = 1, 1
+    for m in modules:
+        if isinstance(m, nn.ConvTranspose1d):
+            scale *= int(m.stride[0])
+        elif isinstance(m, nn.ReflectionPad1d):
+            need = max(need, max(m.padding) // scale + 1)
+        elif isinstance(m, nn.Conv1d) and m.padding_mode == "reflect" and isinstance(m.padding, tuple):
+            need = max(need, m.padding[0] // scale + 1)
+    return need
+
+
+def _autocast_takes(t: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether autocast (enabled for ``t``'s device) casts ``t`` and weights of ``dtype`` to a common dtype:
+    it casts floating tensors other than float64."""
+    if torch.float64 in (t.dtype, dtype):
+        return False
+    return torch.is_autocast_enabled(t.device.type)
+
+
 class GeneratorMixin:
     """``remove_weight_norm``, ``register_stats`` and parallel_wavegan's ``inference`` input handling."""
 
@@ -122,17 +150,68 @@ class GeneratorMixin:
         self.register_buffer("mean", torch.from_numpy(mean).float())
         self.register_buffer("scale", torch.from_numpy(scale).float())
 
+    #: The fewest frames ``forward``/``inference`` take (each generator derives it from its layers).
+    min_frames: int = 1
+
+    def _feature_channels(self) -> int:
+        return self.in_channels
+
+    def _check_tensor(self, name: str, t: torch.Tensor, where: str) -> None:
+        """``t``'s dtype and device against the model's parameters (metadata only: no device sync)."""
+        if not t.is_floating_point():
+            raise TypeError(f"{where}: {name} must be a floating-point tensor, got dtype {t.dtype}")
+        parameter = next(self.parameters(), None)
+        if parameter is None:
+            return
+        if t.device != parameter.device:
+            raise ValueError(
+                f"{where}: {name} is on {t.device}, the model's parameters on {parameter.device}; "
+                f"move it with .to({str(parameter.device)!r})"
+            )
+        if t.dtype != parameter.dtype and not _autocast_takes(t, parameter.dtype):
+            raise TypeError(
+                f"{where}: {name} has dtype {t.dtype}, the model's parameters {parameter.dtype}; "
+                f"cast it with .to({parameter.dtype}) (or the model, or run under torch.autocast)"
+            )
+
+    def _check_frames(self, c: torch.Tensor, frames: int, where: str) -> None:
+        if frames < self.min_frames:
+            raise ValueError(
+                f"{where}: too short: {int(frames)} frames, this model needs at least {self.min_frames} "
+                f"(got shape {tuple(int(d) for d in c.shape)})"
+            )
+
+    def _check_forward(self, c: torch.Tensor, where: str = "forward") -> None:
+        """``forward``'s features: (batch, channels, frames), or unbatched (channels, frames) as torch's layers take."""
+        where = f"{type(self).__name__}.{where}"
+        channels = self._feature_channels()
+        if not isinstance(c, torch.Tensor):
+            raise TypeError(f"{where}: c must be a tensor (batch, {channels}, frames), got {type(c).__name__}")
+        if c.dim() not in (2, 3) or c.shape[-2] != channels:
+            shape = tuple(int(d) for d in c.shape)
+            raise ValueError(f"{where}: c must be (batch, {channels}, frames), got shape {shape}")
+        self._check_tensor("c", c, where)
+        self._check_frames(c, c.shape[-1], where)
+
     def _features(self, c, normalize_before: bool) -> torch.Tensor:
-        """(frames, features) array or tensor -> (1, features, frames) on the model's device."""
+        """(frames, features) array or tensor -> (1, features, frames) on the model's device.
+
+        Arrays become the model's floats on its device (parallel_wavegan's conversion); a tensor must
+        already match the model's device and dtype, as parallel_wavegan needs too.
+        """
+        where = f"{type(self).__name__}.inference"
+        channels = self._feature_channels()
         parameter = next(self.parameters())
         if not isinstance(c, torch.Tensor):
-            c = torch.tensor(np.asarray(c), dtype=torch.float, device=parameter.device)
-        if c.dim() != 2:
-            raise ValueError(
-                f"{type(self).__name__}.inference: c must be (frames, features), got shape {tuple(c.shape)}"
-            )
+            dtype = parameter.dtype if parameter.is_floating_point() else torch.float
+            c = torch.tensor(np.asarray(c), dtype=dtype, device=parameter.device)
+        if c.dim() != 2 or c.shape[1] != channels:
+            hint = " (it looks transposed: pass (frames, features))" if c.dim() == 2 and c.shape[0] == channels else ""
+            raise ValueError(f"{where}: c must be (frames, {channels}), got shape {tuple(c.shape)}{hint}")
+        self._check_tensor("c", c, where)
+        self._check_frames(c, c.shape[0], where)
         if normalize_before:
             if not hasattr(self, "mean"):
-                raise ValueError(f"{type(self).__name__}.inference: normalize_before needs register_stats first")
+                raise ValueError(f"{where}: normalize_before needs register_stats first")
             c = (c - self.mean) / self.scale
         return c.transpose(1, 0).unsqueeze(0)

@@ -21,6 +21,7 @@ from fastgan.models._common import (
     apply_spectral_norm,
     apply_weight_norm,
     leaky_slope,
+    min_input_frames,
     remove_spectral_norm,
     remove_weight_norm,
     run_layers,
@@ -131,6 +132,12 @@ class HiFiGANGenerator(GeneratorMixin, nn.Module):
         # The official model's final LeakyReLU has torch's default slope (0.01), not 0.1.
         self.output_conv = nn.Sequential(nn.LeakyReLU(), final, nn.Tanh())
 
+        self.in_channels = in_channels
+        stages = [self.input_conv]
+        for i, up in enumerate(self.upsamples):
+            stages += [up, *self.blocks[i * self.num_blocks : (i + 1) * self.num_blocks]]
+        self.min_frames = min_input_frames(m for stage in [*stages, self.output_conv] for m in stage.modules())
+
         if use_weight_norm:
             self.apply_weight_norm()
         self.reset_parameters()
@@ -146,7 +153,8 @@ class HiFiGANGenerator(GeneratorMixin, nn.Module):
         return cls(**{**copy.deepcopy(HIFIGAN_CONFIGS[key]), **overrides})
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, T) -> (B, out_channels, T * prod(upsample_scales))."""
+        """(B, in_channels, T) -> (B, out_channels, T * prod(upsample_scales)); T >= ``min_frames``."""
+        self._check_forward(c)
         inplace = not torch.is_grad_enabled()
         c = self.input_conv(c)
         for i in range(self.num_upsamples):

@@ -22,6 +22,7 @@ from fastgan.models._common import (
     GeneratorMixin,
     apply_weight_norm,
     leaky_slope,
+    min_input_frames,
     normal_init,
     remove_weight_norm,
     run_layers,
@@ -141,6 +142,8 @@ class MelGANGenerator(GeneratorMixin, nn.Module):
             layers.append(nn.Tanh())
         self.melgan = nn.Sequential(*layers)
         self.upsample_scales = list(upsample_scales)
+        self.in_channels = in_channels
+        self.min_frames = min_input_frames(self.melgan.modules())  # the reflection pads' limit
 
         if use_weight_norm:
             self.apply_weight_norm()
@@ -148,7 +151,8 @@ class MelGANGenerator(GeneratorMixin, nn.Module):
         self.pqmf = None  # set a fastgan.nn.PQMF for Multi-band MelGAN inference
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, T) -> (B, out_channels, T * prod(upsample_scales))."""
+        """(B, in_channels, T) -> (B, out_channels, T * prod(upsample_scales)); T >= ``min_frames``."""
+        self._check_forward(c)
         return run_layers(self.melgan, c)
 
     def apply_weight_norm(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import torch
 from fastgan.models._common import GeneratorMixin, apply_weight_norm, remove_weight_norm, run_layers
 from torch import nn
@@ -117,10 +118,16 @@ class ParallelWaveGANGenerator(GeneratorMixin, nn.Module):
                 _conv1x1(skip_channels, out_channels, bias=True),
             ]
         )
+        # The fewest frames inference takes: a MelGAN upsampler's reflection pads need some, the others one.
+        self.min_frames = int(getattr(self.upsample_net, "min_frames", 1))
         if use_weight_norm:
             self.apply_weight_norm()
 
+    def _feature_channels(self) -> int:
+        return self.aux_channels
+
     def forward(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        self._check_forward_inputs(z, c)
         aux_upsampler = None
         if c is not None and self.upsample_net is not None:
             if self._aux_at_frame_rate(z, c):
@@ -141,6 +148,28 @@ class ParallelWaveGANGenerator(GeneratorMixin, nn.Module):
         scale = math.sqrt(1.0 / len(self.conv_layers))
         skips = skips.mul_(scale) if not torch.is_grad_enabled() else skips * scale
         return run_layers(self.last_conv_layers, skips)
+
+    def _check_forward_inputs(self, z: torch.Tensor, c: torch.Tensor | None) -> None:
+        """Shapes, dtypes and devices of ``forward``'s inputs (the upsampler checks the feature frames)."""
+        where = f"{type(self).__name__}.forward"
+        if not isinstance(z, torch.Tensor) or z.dim() != 3 or z.shape[1] != self.in_channels:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"{where}: z must be (batch, {self.in_channels}, samples), got shape {shape}")
+        self._check_tensor("z", z, where)
+        if c is None:
+            return
+        if self.upsample_net is None:
+            length = "samples"
+        elif self.aux_context_window and hasattr(self.upsample_net, "conv_in"):
+            length = "frames + 2 * aux_context_window"
+        else:
+            length = "frames"
+        if not isinstance(c, torch.Tensor) or c.dim() != 3 or c.shape[1] != self.aux_channels:
+            shape = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+            raise ValueError(f"{where}: c must be (batch, {self.aux_channels}, {length}), got shape {shape}")
+        if c.shape[0] != z.shape[0]:
+            raise ValueError(f"{where}: z and c differ in batch size: shapes {tuple(z.shape)} and {tuple(c.shape)}")
+        self._check_tensor("c", c, where)
 
     def _aux_at_frame_rate(self, z: torch.Tensor, c: torch.Tensor) -> bool:
         """Whether the blocks get the frames and the upsampler as a band instead of the upsampled features.
@@ -171,18 +200,25 @@ class ParallelWaveGANGenerator(GeneratorMixin, nn.Module):
 
     def inference(self, c=None, x=None, normalize_before: bool = False) -> torch.Tensor:
         """Features (frames, aux_channels) and/or noise (samples, 1) -> (samples, out_channels)."""
-        device = next(self.parameters()).device
+        where = f"{type(self).__name__}.inference"
+        parameter = next(self.parameters())
+        device = parameter.device
+        dtype = parameter.dtype if parameter.is_floating_point() else torch.float
+        if c is not None:
+            features = self._features(c, normalize_before)  # checked before any noise is drawn
         if x is not None:
             if not isinstance(x, torch.Tensor):
-                x = torch.tensor(x, dtype=torch.float, device=device)
+                x = torch.tensor(np.asarray(x), dtype=dtype, device=device)
+            if x.dim() != 2 or x.shape[1] != self.in_channels:
+                raise ValueError(f"{where}: x must be (samples, {self.in_channels}), got shape {tuple(x.shape)}")
+            self._check_tensor("x", x, where)
             x = x.transpose(1, 0).unsqueeze(0)
         else:
             if c is None:
-                raise ValueError("ParallelWaveGANGenerator.inference: pass features c, noise x, or both")
-            x = torch.randn(1, 1, len(c) * self.upsample_factor, device=device)
+                raise ValueError(f"{where}: pass features c, noise x, or both")
+            x = torch.randn(1, 1, len(c) * self.upsample_factor, device=device, dtype=dtype)
         if c is not None:
-            c = self._features(c, normalize_before)
-            c = nn.functional.pad(c, (self.aux_context_window, self.aux_context_window), mode="replicate")
+            c = nn.functional.pad(features, (self.aux_context_window, self.aux_context_window), mode="replicate")
         return self.forward(x, c).squeeze(0).transpose(1, 0)
 
 

@@ -80,3 +80,15 @@ def test_generators_compile_fullgraph(name):
     compiled = torch.compile(generator, fullgraph=True, backend="aot_eager")
     with torch.no_grad():
         assert_close_scaled(compiled(*args), generator(*args), REDUCTION, torch.float32)
+
+
+@pytest.mark.parametrize("frames", [0, 1, 3])
+def test_too_few_example_frames_name_the_minimum(frames, tmp_path):
+    generator = small_generators()["melgan"]().eval()  # reflection padding of 3: at least 4 frames
+    with pytest.raises(ValueError, match=rf"export_onnx: frames={frames} is too short for MelGANGenerator, "
+                                         rf"which needs at least 4 frames"):  # fmt: skip
+        fastgan.export_onnx(generator, tmp_path / "m.onnx", frames=frames)
+    assert not (tmp_path / "m.onnx").exists()
+    for bad in (2.5, "32", None):
+        with pytest.raises(TypeError, match=rf"export_onnx: frames must be an integer, got {bad!r}"):
+            fastgan.export_onnx(generator, tmp_path / "m.onnx", frames=bad)

@@ -387,3 +387,137 @@ class TestErrors:
         params = {"upsample_scales": [2, 2]}
         models.ParallelWaveGANGenerator(layers=2, stacks=1, upsample_params=params)
         assert params == {"upsample_scales": [2, 2]}
+
+
+# The streaming/export set (12 mel channels): every generator family, causal variants included.
+INPUT_CHECKED = ("melgan", "melgan-causal", "mb-melgan", "hifigan-resblock1", "pwg", "pwg-causal")
+
+
+def small_generator(name: str):
+    from tests.small_generators import small_generators
+
+    return small_generators()[name]().to(DEVICE).eval()
+
+
+class TestInputErrors:
+    """Bad input to ``inference``/``forward`` gets an error naming the problem, not a raw torch error."""
+
+    @pytest.mark.parametrize("name", INPUT_CHECKED)
+    def test_inference_names_the_expected_feature_shape(self, name):
+        from tests.small_generators import MEL
+
+        generator = small_generator(name)
+        cls = type(generator).__name__
+        with torch.no_grad():
+            with pytest.raises(ValueError, match=rf"{cls}\.inference: c must be \(frames, {MEL}\), got shape "
+                                                 rf"\({MEL}, 40\) \(it looks transposed"):  # fmt: skip
+                generator.inference(torch.randn(MEL, 40))
+            with pytest.raises(ValueError, match=rf"c must be \(frames, {MEL}\), got shape \(40, {MEL + 1}\)$"):
+                generator.inference(torch.randn(40, MEL + 1))
+
+    @pytest.mark.parametrize("name", INPUT_CHECKED)
+    def test_inference_says_how_many_frames_the_model_needs(self, name):
+        from tests.small_generators import MEL
+
+        generator = small_generator(name)
+        need = generator.min_frames
+        with torch.no_grad():
+            for frames in {0, need - 1} - {-1}:
+                with pytest.raises(ValueError, match=rf"too short: {frames} frames, this model needs at least {need}"):
+                    generator.inference(torch.randn(frames, MEL))
+            generator.inference(torch.randn(need, MEL))  # the minimum itself runs
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            dict(in_channels=5, channels=16, upsample_scales=[2, 2], stacks=2),
+            dict(in_channels=5, channels=16, upsample_scales=[2], stacks=4),  # a residual stack's pad dominates
+            dict(in_channels=5, channels=16, upsample_scales=[2, 2], stacks=3, use_causal_conv=True),
+            dict(in_channels=5, channels=16, upsample_scales=[2, 2], kernel_size=9, pad="ReplicationPad1d"),
+        ],
+    )
+    def test_melgan_min_frames_is_the_exact_limit_of_its_layers(self, kwargs):
+        """Derived from the structure: one frame fewer fails inside torch's own layers, the minimum runs."""
+        from fastgan.models._common import run_layers
+
+        generator = models.MelGANGenerator(**kwargs).to(DEVICE)
+        need = generator.min_frames
+        with torch.no_grad():
+            run_layers(generator.melgan, torch.randn(1, 5, need))
+            with pytest.raises((RuntimeError, ValueError)):  # raised by torch's layers or the fused ops
+                run_layers(generator.melgan, torch.randn(1, 5, need - 1))
+
+    @pytest.mark.parametrize("name", INPUT_CHECKED)
+    def test_inference_rejects_a_dtype_other_than_the_models(self, name):
+        from tests.small_generators import MEL
+
+        generator = small_generator(name)
+        with torch.no_grad():
+            with pytest.raises(TypeError, match=r"c has dtype torch\.float64, the model's parameters torch\.float32"):
+                generator.inference(torch.randn(40, MEL, dtype=torch.float64))
+            with pytest.raises(TypeError, match=r"c must be a floating-point tensor, got dtype torch\.int64"):
+                generator.inference(torch.ones(40, MEL, dtype=torch.int64))
+            # parallel_wavegan's conversion of array input stays: any real array becomes the model's floats
+            assert generator.inference(np.ones((40, MEL))).dtype == torch.float32
+
+    @pytest.mark.parametrize("name", ["melgan", "mb-melgan", "hifigan-resblock1"])
+    def test_forward_checks_channels_frames_and_dtype(self, name):
+        from tests.small_generators import MEL
+
+        generator = small_generator(name)
+        cls = type(generator).__name__
+        with torch.no_grad():
+            with pytest.raises(ValueError, match=rf"{cls}\.forward: c must be \(batch, {MEL}, frames\), got shape "
+                                                 rf"\(1, {MEL + 1}, 40\)"):  # fmt: skip
+                generator(torch.randn(1, MEL + 1, 40))
+            with pytest.raises(ValueError, match=r"too short: 0 frames"):
+                generator(torch.randn(1, MEL, 0))
+            with pytest.raises(TypeError, match=r"float64"):
+                generator(torch.randn(1, MEL, 40, dtype=torch.float64))
+            generator(torch.randn(MEL, 40))  # unbatched, as torch's layers (and parallel_wavegan) take it
+
+    def test_forward_under_autocast_takes_the_autocast_dtypes(self):
+        from tests.small_generators import MEL
+
+        generator = small_generator("melgan")
+        with torch.no_grad(), torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+            assert generator(torch.randn(1, MEL, 20, dtype=torch.bfloat16)).shape == (1, 1, 160)
+            with pytest.raises(TypeError, match=r"float64"):  # autocast leaves float64 alone
+                generator(torch.randn(1, MEL, 20, dtype=torch.float64))
+
+    def test_pwg_inference_checks_the_noise_shape(self):
+        from tests.small_generators import MEL
+
+        generator = small_generator("pwg")
+        with torch.no_grad():
+            with pytest.raises(ValueError, match=r"x must be \(samples, 1\), got shape \(240,\)"):
+                generator.inference(torch.randn(40, MEL), torch.randn(240))
+            with pytest.raises(TypeError, match=r"x has dtype torch\.float64"):
+                generator.inference(torch.randn(40, MEL), torch.randn(240, 1, dtype=torch.float64))
+            assert generator.inference(None, torch.randn(240, 1)).shape == (240, 1)
+
+    def test_pwg_forward_checks_noise_and_feature_channels(self):
+        from tests.small_generators import MEL
+
+        generator = small_generator("pwg")
+        with torch.no_grad():
+            with pytest.raises(ValueError, match=r"z must be \(batch, 1, samples\), got shape \(1, 2, 240\)"):
+                generator(torch.randn(1, 2, 240), torch.randn(1, MEL, 44))
+            with pytest.raises(
+                ValueError,
+                match=rf"c must be \(batch, {MEL}, frames \+ 2 \* aux_context_window\), "
+                rf"got shape \(1, {MEL + 1}, 44\)",
+            ):
+                generator(torch.randn(1, 1, 240), torch.randn(1, MEL + 1, 44))
+
+    def test_pqmf_refuses_integer_signals(self):
+        """Integer input used to cast the filters to integers (all zero): a silently wrong answer."""
+        pqmf = PQMF(subbands=4).to(DEVICE)
+        with pytest.raises(TypeError, match=r"PQMF\.analysis: x must be floating-point, got dtype torch\.int64"):
+            pqmf.analysis((1000 * torch.randn(1, 1, 64)).long())
+        with pytest.raises(TypeError, match=r"PQMF\.synthesis: x must be floating-point, got dtype torch\.int32"):
+            pqmf.synthesis(torch.ones(1, 4, 16, dtype=torch.int32))
+        with pytest.raises(TypeError, match=r"got dtype torch\.complex64"):
+            pqmf(torch.ones(1, 1, 64, dtype=torch.complex64))
+        x = torch.randn(1, 1, 64, dtype=torch.float64)
+        assert pqmf.analysis(x).dtype == torch.float64  # any float dtype: the filters follow it

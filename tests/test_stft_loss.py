@@ -12,6 +12,7 @@ MelGAN sub-band resolutions (MB_MELGAN: 683 and 171 are odd) elsewhere.
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -621,6 +622,33 @@ class TestBadInput:
             fastgan.nn.MultiResolutionSTFTLoss(mode="other")
         with pytest.raises(ValueError, match="scale='mel' needs sample_rate and n_bins"):
             fastgan.nn.STFTLoss(scale="mel")
+
+    @pytest.mark.parametrize("window", ["nope", "stft", "hann", 3])
+    def test_unknown_window_is_refused_at_construction(self, window):
+        with pytest.raises(ValueError, match=rf"MultiResolutionSTFTLoss: unknown window {window!r}; expected the name "
+                                             r"of a torch window function, e\.g\. 'hann_window'"):  # fmt: skip
+            fastgan.nn.MultiResolutionSTFTLoss(window=window)
+        with pytest.raises(ValueError, match=rf"STFTLoss: unknown window {window!r}"):
+            fastgan.nn.STFTLoss(window=window)
+        assert fastgan.nn.STFTLoss(64, 16, 32, window="hamming_window").window.shape == (32,)
+
+    @pytest.mark.parametrize("loss", ["multi", "single"])
+    def test_module_pairs_signals_of_one_shape_only(self, loss):
+        """Flattening (B, C, T) must not pair different signals: (2, 2, T) against (4, T) is refused, as is
+        (4, 1, T) against (2, 2, T); (B, 1, T) against (B, T) is parallel_wavegan's pairing and stays."""
+        module = fastgan.nn.MultiResolutionSTFTLoss(**SMALL) if loss == "multi" else fastgan.nn.STFTLoss(64, 16, 40)
+        name = "MultiResolutionSTFTLoss" if loss == "multi" else "STFTLoss"
+        a = torch.randn(2, 2, 200)
+        for x, y in ((a, a.reshape(4, 200)), (a.reshape(4, 1, 200), a), (a[:, :1], a), (a, a[:, 0])):
+            message = (f"{name}: x and y must have the same shape (or be (batch, 1, time) and (batch, time)), "
+                       f"got x {tuple(x.shape)} and y {tuple(y.shape)}")  # fmt: skip
+            with pytest.raises(ValueError, match=re.escape(message)):
+                module(x, y)
+        x, y = torch.randn(2, 1, 200), torch.randn(2, 200)
+        expected = module(x, y.unsqueeze(1))
+        for pair in ((x, y), (x[:, 0], y.unsqueeze(1))):
+            for got, want in zip(module(*pair), expected, strict=True):
+                torch.testing.assert_close(got, want)
 
     @pytest.mark.parametrize("n_bins", [0, -1])
     def test_mel_needs_a_bin(self, n_bins):

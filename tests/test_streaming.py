@@ -120,6 +120,60 @@ def test_bad_inputs_raise_clear_errors():
         StreamingVocoder(generator, chunk_frames=0)
 
 
+def test_changing_the_batch_mid_utterance_is_refused():
+    generator = small_generators()["melgan"]().to(DEVICE).eval()
+    vocoder = StreamingVocoder(generator, chunk_frames=4)
+    vocoder.push(torch.randn(1, MEL, 5, device=DEVICE))
+    with pytest.raises(ValueError, match=r"batch of 2 .*this utterance has batch 1.*flush\(\) or reset\(\) first"):
+        vocoder.push(torch.randn(2, MEL, 5, device=DEVICE))
+    vocoder.push(torch.randn(1, MEL, 5, device=DEVICE))  # the stream is intact
+    assert vocoder.flush().shape[0] == 1
+    vocoder.push(torch.randn(2, MEL, 5, device=DEVICE))  # a new utterance may take another batch
+    assert vocoder.flush().shape[0] == 2
+
+
+def test_non_float_mel_or_noise_is_refused_not_cast():
+    generator = small_generators()["melgan"]().to(DEVICE).eval()
+    vocoder = StreamingVocoder(generator, chunk_frames=4)
+    for dtype in (torch.complex64, torch.int64, torch.bool):
+        with pytest.raises(TypeError, match=rf"mel must be real floating-point, got dtype {dtype}"):
+            vocoder.push(torch.ones(5, MEL, dtype=dtype, device=DEVICE))
+    with pytest.raises(TypeError, match=r"got dtype torch\.complex128"):
+        vocoder.push(torch.ones(5, MEL, dtype=torch.float64).numpy().astype("complex128"))
+    pwg = StreamingVocoder(small_generators()["pwg"]().to(DEVICE).eval(), chunk_frames=4)
+    with pytest.raises(TypeError, match=r"noise must be real floating-point, got dtype torch\.complex64"):
+        pwg.push(torch.randn(4, MEL, device=DEVICE), noise=torch.ones(4 * pwg.hop_size, dtype=torch.complex64))
+    assert vocoder.push(torch.randn(5, MEL, dtype=torch.float64, device=DEVICE)).dtype == torch.float32  # cast
+
+
+def test_stream_takes_numpy_as_push_does():
+    generator = small_generators()["melgan"]().to(DEVICE).eval()
+    mel, _ = _inputs(generator)
+    expected, vocoder = _streamed(generator, mel, 4)
+    torch.testing.assert_close(torch.cat(list(vocoder.stream(mel.cpu().numpy()))), expected, atol=0, rtol=0)
+    pwg = small_generators()["pwg"]().to(DEVICE).eval()
+    mel, noise = _inputs(pwg)
+    expected, vocoder = _streamed(pwg, mel, 4, noise)
+    actual = torch.cat(list(vocoder.stream(mel.cpu().numpy(), noise.cpu().numpy())))
+    torch.testing.assert_close(actual, expected, atol=0, rtol=0)
+
+
+def test_chunk_frames_must_be_an_integer():
+    generator = small_generators()["melgan"]().to(DEVICE).eval()
+    for bad in (2.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"chunk_frames must be an integer >= 1, got {bad}"):
+            StreamingVocoder(generator, chunk_frames=bad)
+    for bad in (None, "4", True):
+        with pytest.raises(TypeError, match=rf"chunk_frames must be an integer >= 1, got {bad!r}"):
+            StreamingVocoder(generator, chunk_frames=bad)
+    assert StreamingVocoder(generator, chunk_frames=4.0).chunk_frames == 4
+
+
+def test_a_generator_without_parameters_is_refused_clearly():
+    with pytest.raises(ValueError, match=r"StreamingVocoder: ReLU has no parameters; expected a MelGAN"):
+        StreamingVocoder(torch.nn.ReLU())
+
+
 @pytest.mark.parametrize("name", ["melgan", "hifigan-resblock1", "pwg", "mb-melgan"])
 def test_static_state_step_equals_eager(name):
     """The step a CUDA graph records (static state read, new state copied back in place), run eagerly:

@@ -276,6 +276,38 @@ class TestBadInput:
         with pytest.raises(ValueError, match="every upsample scale must be >= 1"):
             fastgan.nn.UpsampleNetwork([2, 0])
 
+    def test_non_integer_scales_are_refused_not_truncated(self):
+        for scales in ([2.5], [4, 1.5], [float("nan")], [float("inf")]):
+            with pytest.raises(ValueError, match=r"upsample scales must be integers, got \["):
+                fastgan.nn.UpsampleNetwork(scales)
+        for scales in (["2"], [True], [None]):
+            with pytest.raises(TypeError, match=r"upsample scales must be integers, got \["):
+                fastgan.nn.UpsampleNetwork(scales)
+        with pytest.raises(ValueError, match=r"upsample scales must be integers, got \[2\.5\]"):
+            fastgan.nn.ConvInUpsampleNetwork([2.5], aux_channels=3)
+        # an integral float (a config written as 2.0) is that integer
+        assert fastgan.nn.UpsampleNetwork([2.0, 3]).upsample_scales == [2, 3]
+        assert type(fastgan.nn.UpsampleNetwork([2.0]).upsample_scales[0]) is int
+
+    def test_conv_in_needs_the_context_frames(self):
+        window = 2
+        for causal in (False, True):
+            net = fastgan.nn.ConvInUpsampleNetwork([2, 2], aux_channels=8, aux_context_window=window,
+                                                   use_causal_conv=causal)  # fmt: skip
+            assert net(torch.randn(1, 8, 1 + 2 * window)).shape == (1, 8, 4)  # one frame and its context
+            for frames in (0, 2, 2 * window):
+                with pytest.raises(ValueError, match=rf"c has {frames} frames, fewer than the 5 the context conv "
+                                                     rf"needs .*aux_context_window=2.*got shape \(1, 8, {frames}\)"):  # fmt: skip
+                    net(torch.randn(1, 8, frames))
+            with pytest.raises(ValueError, match=r"c must be \(batch, 8, frames \+ 2 \* aux_context_window\), "
+                                                 r"got shape \(1, 6, 14\)"):  # fmt: skip
+                net(torch.randn(1, 6, 14))
+            with pytest.raises(ValueError, match=r"got shape \(8, 14\)"):
+                net.context(torch.randn(8, 14))
+        without_context = fastgan.nn.ConvInUpsampleNetwork([2], aux_channels=3, aux_context_window=0)
+        with pytest.raises(ValueError, match=r"c has 0 frames, fewer than the 1 the context conv needs"):
+            without_context(torch.randn(1, 3, 0))
+
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_custom_op_itself_forward_and_backward(causal):

@@ -33,6 +33,12 @@ def design_prototype_filter(taps: int = 62, cutoff_ratio: float = 0.142, beta: f
     return ideal * np.kaiser(taps + 1, beta)
 
 
+def _check_floating(x: torch.Tensor, method: str) -> None:
+    """The filters are cast to the input's dtype: an integer one would round them to zero."""
+    if not x.is_floating_point():
+        raise TypeError(f"PQMF.{method}: x must be floating-point, got dtype {x.dtype}")
+
+
 class PQMF(nn.Module):
     """``analysis(x)``: (B, 1, T) -> (B, subbands, T // subbands); ``synthesis(y)``: back to (B, 1, T).
 
@@ -67,6 +73,7 @@ class PQMF(nn.Module):
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != 1:
             raise ValueError(f"PQMF.analysis: x must be (batch, 1, time), got shape {tuple(x.shape)}")
+        _check_floating(x, "analysis")
         weight = self.analysis_filter.to(x.dtype)
         out = F.conv1d(x, weight, stride=self.subbands, padding=self.taps // 2)
         return out[..., : x.shape[2] // self.subbands]  # parallel_wavegan keeps floor(T / subbands) samples
@@ -74,6 +81,7 @@ class PQMF(nn.Module):
     def synthesis(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != self.subbands:
             raise ValueError(f"PQMF.synthesis: x must be (batch, {self.subbands}, time), got shape {tuple(x.shape)}")
+        _check_floating(x, "synthesis")
         # y[t] = s * sum_k sum_n x_k[n] h_k[s n + P - t]: a transposed conv with flipped, scaled filters.
         weight = (self.synthesis_filter.flip(2) * self.subbands).transpose(0, 1).to(x.dtype)
         return F.conv_transpose1d(

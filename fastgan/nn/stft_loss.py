@@ -20,6 +20,31 @@ def mel_basis(sample_rate: float, fft_size: int, n_mels: int) -> torch.Tensor:
     return torch.from_numpy(librosa.filters.mel(sr=sample_rate, n_fft=fft_size, n_mels=n_mels)).float()
 
 
+def _window_function(window, owner: str):
+    """``torch.<window>``, a torch window function (``hann_window``, ``hamming_window``, ...), or a clear error."""
+    function = getattr(torch, window, None) if isinstance(window, str) and window.endswith("_window") else None
+    if not callable(function):
+        raise ValueError(
+            f"{owner}: unknown window {window!r}; expected the name of a torch window function, e.g. 'hann_window'"
+        )
+    return function
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor, owner: str) -> None:
+    """Prediction and target hold the same signals: equal shapes, or (B, 1, T) against (B, T) (parallel_wavegan
+    flattens both), checked before (B, C, T) is flattened so that (2, 2, T) never pairs with (4, T)."""
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)) or x.shape == y.shape:
+        return  # the op names anything else
+    if x.dim() + y.dim() == 5:
+        three, two = (x, y) if x.dim() == 3 else (y, x)
+        if three.shape[1] == 1 and (three.shape[0], three.shape[2]) == tuple(two.shape):
+            return
+    raise ValueError(
+        f"{owner}: x and y must have the same shape (or be (batch, 1, time) and (batch, time)), "
+        f"got x {tuple(x.shape)} and y {tuple(y.shape)}"
+    )
+
+
 class STFTLoss(nn.Module):
     """One resolution of the STFT loss; ``forward(x, y)`` returns ``(sc_loss, mag_loss)`` as parallel_wavegan's.
 
@@ -55,7 +80,7 @@ class STFTLoss(nn.Module):
         self.eps = eps
         self.grad_target = grad_target
         self.scale = scale
-        self.register_buffer("window", getattr(torch, window)(win_length))
+        self.register_buffer("window", _window_function(window, "STFTLoss")(win_length))
         if scale is None:
             self.mel_basis = None
         elif scale == "mel":
@@ -77,6 +102,7 @@ class STFTLoss(nn.Module):
 
     def terms(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(spectral convergence, log-magnitude L1, linear-magnitude L1)``."""
+        _check_pair(x, y, type(self).__name__)
         return functional.stft_loss_terms(
             x, y, self.fft_size, self.shift_size, self.win_length, self.window,
             eps=self.eps, mel_basis=self.mel_basis, grad_target=self.grad_target,
@@ -126,6 +152,7 @@ class MultiResolutionSTFTLoss(nn.Module):
             raise ValueError("MultiResolutionSTFTLoss: at least one resolution is needed")
         if mode not in MODES:
             raise ValueError(f"MultiResolutionSTFTLoss: mode must be one of {MODES}, got {mode!r}")
+        _window_function(window, "MultiResolutionSTFTLoss")
         self.mode = mode
         self.w_sc, self.w_log_mag, self.w_lin_mag = w_sc, w_log_mag, w_lin_mag
         eps = DEFAULT_EPS[mode] if eps is None else eps
@@ -136,6 +163,7 @@ class MultiResolutionSTFTLoss(nn.Module):
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor, y: torch.Tensor):
+        _check_pair(x, y, "MultiResolutionSTFTLoss")
         count = len(self.stft_losses)
         if self.mode == "auraloss":
             total = 0.0

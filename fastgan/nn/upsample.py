@@ -12,6 +12,7 @@ ReLU activation fused into it. Other settings run the stretch-and-conv2d layers 
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,17 @@ class Conv1d(nn.Conv1d):
             nn.init.zeros_(self.bias)
 
 
+def _integer_scales(upsample_scales, owner: str) -> list[int]:
+    """The scales as ints: integral numbers (2 or 2.0) only, never truncated (2.5 is refused, not 2)."""
+    scales = list(upsample_scales)
+    for s in scales:
+        if isinstance(s, bool) or not isinstance(s, numbers.Real):
+            raise TypeError(f"{owner}: upsample scales must be integers, got {scales}")
+        if not math.isfinite(s) or s != int(s):
+            raise ValueError(f"{owner}: upsample scales must be integers, got {scales}")
+    return [int(s) for s in scales]
+
+
 def _fusable_slope(activation: nn.Module | None) -> float | None | bool:
     """The LeakyReLU slope an activation amounts to (ReLU: 0.0), None for no activation, False if not fusable."""
     if activation is None:
@@ -87,7 +99,7 @@ class UpsampleNetwork(nn.Module):
             raise ValueError(
                 f"UpsampleNetwork: freq_axis_kernel_size must be odd and >= 1, got {freq_axis_kernel_size}"
             )
-        scales = [int(s) for s in upsample_scales]
+        scales = _integer_scales(upsample_scales, "UpsampleNetwork")
         if any(s < 1 for s in scales):
             raise ValueError(f"UpsampleNetwork: every upsample scale must be >= 1, got {list(upsample_scales)}")
         params = dict(nonlinear_activation_params or {})
@@ -231,6 +243,7 @@ class ConvInUpsampleNetwork(nn.Module):
         use_causal_conv: bool = False,
     ):
         super().__init__()
+        _integer_scales(upsample_scales, "ConvInUpsampleNetwork")
         self.aux_context_window = aux_context_window
         self.use_causal_conv = use_causal_conv and aux_context_window > 0
         kernel_size = aux_context_window + 1 if use_causal_conv else 2 * aux_context_window + 1
@@ -247,10 +260,27 @@ class ConvInUpsampleNetwork(nn.Module):
 
     def context(self, c: torch.Tensor) -> torch.Tensor:
         """The context conv alone: the frame-rate features the upsampling stretches."""
+        self._check(c)
         c = self.conv_in(c)
         if self.use_causal_conv:
             c = c[:, :, : -self.aux_context_window]
         return c
+
+    def _check(self, c: torch.Tensor) -> None:
+        """The input holds the frames plus the context window on each side (``inference`` pads it)."""
+        window, channels = self.aux_context_window, self.conv_in.in_channels
+        if c.dim() != 3 or c.shape[1] != channels:
+            raise ValueError(
+                f"ConvInUpsampleNetwork: c must be (batch, {channels}, frames + 2 * aux_context_window), "
+                f"got shape {tuple(c.shape)}"
+            )
+        need = 2 * window + 1
+        if c.shape[-1] < need:
+            raise ValueError(
+                f"ConvInUpsampleNetwork: c has {c.shape[-1]} frames, fewer than the {need} the context conv needs "
+                f"(at least one frame plus aux_context_window={window} on each side: pad the features by "
+                f"{window} frames at each end), got shape {tuple(c.shape)}"
+            )
 
     @property
     def linear(self) -> bool:
