@@ -1,4 +1,4 @@
-"""Input checks shared by the ops: each error names the op, the argument and what was wrong."""
+"""Input checks shared by the ops (each error names the op, the argument and what was wrong) and by the commands."""
 
 from __future__ import annotations
 
@@ -55,3 +55,24 @@ def without_autocast(tensor: torch.Tensor):
     if torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
+
+
+def usable_device(device: str | torch.device, what: str = "--device") -> torch.device:
+    """``device`` as a torch.device that can hold tensors here, or a one-line ValueError naming it (``what``
+    says where it came from): torch's own errors for these come from deep inside it, at first use."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ValueError(f"{what} {device!r}: not a device torch knows ({' '.join(str(error).split())})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} {str(device)!r}: CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{what} {str(device)!r}: there are {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type == "meta":
+        raise ValueError(f"{what} 'meta' holds no data; give cpu or cuda")
+    try:
+        torch.zeros(1, device=device)
+    except Exception as error:  # mps / xpu / ... builds without that backend (torch's message lists them all)
+        reason = " ".join(str(error).split(". ")[0].split())[:160]
+        raise ValueError(f"{what} {str(device)!r} is not usable here ({reason})") from None
+    return device

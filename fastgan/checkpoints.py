@@ -5,7 +5,8 @@ Two formats are read:
 * parallel_wavegan's training checkpoints (``checkpoint-400000steps.pkl``): a dict whose
   ``"model"`` holds ``"generator"`` (and ``"discriminator"``) state dicts, with the run's
   ``config.yml`` beside it (``generator_type``, ``generator_params``, ``pqmf_params`` ...), and
-  optionally ``stats.h5`` / ``stats.npy`` for feature normalisation;
+  optionally ``stats.h5`` / ``stats.npy`` for feature normalisation; ``fastgan train``'s checkpoints have the
+  same layout with the config and stats inside (used when no ``config.yml`` / stats file is beside them);
 * the original HiFi-GAN repository's generator checkpoints (``g_02500000``): ``{"generator":
   state_dict}`` with its ``config.json`` (``resblock``, ``upsample_rates``, ...), mapped onto
   :class:`fastgan.models.HiFiGANGenerator`'s keys.
@@ -92,6 +93,26 @@ def _read_config(config, checkpoint: Path, default_name: str) -> tuple[dict, Pat
     return _read_yaml(path), path
 
 
+# Numpy dtypes a checkpoint may hold arrays of (feature statistics; the numpy RNG state of earlier fastgan runs).
+_NUMPY_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "bool")  # fmt: skip
+
+
+def numpy_safe_globals() -> list:
+    """What ``torch.load(weights_only=True)`` needs to admit plain numeric numpy arrays: they rebuild from bytes and
+    a dtype, no code runs."""
+    import numpy
+
+    core = getattr(numpy, "_core", None) or numpy.core
+    return [numpy.ndarray, numpy.dtype, core.multiarray._reconstruct, *(type(numpy.dtype(t)) for t in _NUMPY_DTYPES)]
+
+
+def load_weights_only(path, map_location="cpu") -> object:
+    """``torch.load(weights_only=True)`` that also admits numeric numpy arrays (no code runs either way)."""
+    with torch.serialization.safe_globals(numpy_safe_globals()):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def _torch_load(path: Path, map_location) -> object:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -100,7 +121,7 @@ def _torch_load(path: Path, map_location) -> object:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return load_weights_only(path, map_location)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: not loadable with torch.load(weights_only=True) — it holds objects other than tensors and "
@@ -157,8 +178,11 @@ def _load_parallel_wavegan(path: Path, checkpoint: dict, config, stats) -> torch
     import fastgan.models
     from fastgan.nn import PQMF
 
+    inside = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else None
+    if config is None and inside is not None and not (path.parent / "config.yml").exists():
+        config = inside  # fastgan's trainer keeps the run's config in the checkpoint and writes no config.yml
     config, config_path = _read_config(config, path, "config.yml")
-    where = config_path or "the config"
+    where = config_path or ("the config inside the checkpoint" if config is inside else "the config")
     generator_type = config.get("generator_type", "ParallelWaveGANGenerator")
     if generator_type not in PWG_GENERATORS:
         raise CheckpointError(
@@ -194,6 +218,8 @@ def _load_parallel_wavegan(path: Path, checkpoint: dict, config, stats) -> torch
         stats = found[0] if found else None
     if stats is not None:
         model.register_stats(str(stats))
+    elif isinstance(checkpoint.get("stats"), dict) and {"mean", "scale"} <= set(checkpoint["stats"]):
+        _register_inside_stats(model, checkpoint["stats"], path)
 
     subbands = params.get("out_channels", 1)
     if generator_type == "MelGANGenerator" and subbands > 1:
@@ -204,6 +230,20 @@ def _load_parallel_wavegan(path: Path, checkpoint: dict, config, stats) -> torch
             next(model.parameters()).device
         )
     return model
+
+
+def _register_inside_stats(model: torch.nn.Module, stats: dict, path: Path) -> None:
+    """The statistics fastgan's trainer stores in its checkpoints, as the model's ``mean``/``scale`` buffers."""
+    import numpy
+
+    try:
+        mean, scale = (numpy.asarray(stats[k], dtype=numpy.float32).reshape(-1) for k in ("mean", "scale"))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: stats inside the checkpoint are not numeric arrays ({error})") from error
+    if mean.shape != scale.shape:
+        raise CheckpointError(f"{path}: stats mean {mean.shape} and scale {scale.shape} differ in shape")
+    model.register_buffer("mean", torch.from_numpy(mean.copy()))
+    model.register_buffer("scale", torch.from_numpy(scale.copy()))
 
 
 _HIFIGAN_KEY_MAP = [

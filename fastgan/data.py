@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastgan._checks import usable_device
 from fastgan.audio import MelConfig, num_frames
 
 __all__ = [
@@ -399,26 +400,7 @@ def _preprocess_device(device: str | torch.device | None) -> torch.device:
     """``device`` as a torch device that can hold tensors here; a ValueError naming it otherwise."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, ValueError, TypeError) as error:
-        raise ValueError(
-            f"preprocess: device {device!r} is not a torch device ({' '.join(str(error).split())})"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"preprocess: device {str(device)!r}: CUDA is not available here")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(
-            f"preprocess: device {str(device)!r}: there are {torch.cuda.device_count()} CUDA device(s) here"
-        )
-    if device.type == "meta":
-        raise ValueError("preprocess: device 'meta' holds no data; give cpu or cuda")
-    try:
-        torch.zeros(1, device=device)
-    except Exception as error:  # mps / xpu / ... builds without that backend (torch's message lists them all)
-        reason = " ".join(str(error).split(". ")[0].split())[:160]
-        raise ValueError(f"preprocess: device {str(device)!r} is not usable here ({reason})") from None
-    return device
+    return usable_device(device, "preprocess: device")
 
 
 def preprocess(

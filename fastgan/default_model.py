@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from fastgan.checkpoints import load_weights_only
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "default_vocoder.yaml"
 TRAIN = ROOT / "data" / "corpus" / "train.txt"
@@ -175,7 +177,7 @@ def evaluate(checkpoint: str | Path, device: str = "cpu", valid: Path = VALID, s
         values = [r[key] for r in rows if isinstance(r[key], float)]
         if values and key != "utterance":
             means[key] = sum(values) / len(values)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_weights_only(checkpoint)
     return {"checkpoint": str(checkpoint), "steps": state.get("steps"), "mean": means, "utterances": rows}
 
 
@@ -188,7 +190,7 @@ def export(checkpoint: str | Path, target: str | Path, half: bool = False) -> Pa
     if hasattr(generator, "remove_weight_norm"):
         generator.remove_weight_norm()
     weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in generator.state_dict().items()}
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_weights_only(checkpoint)
     config = dict(vocoder.config)
     config["generator_params"] = dict(config["generator_params"], use_weight_norm=False)
     payload = {

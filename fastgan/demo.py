@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastgan._checks import usable_device
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data" / "corpus"
 GENERATOR_LEVEL = {"models", "train"}  # bench modules timing whole generators / training steps, not hot paths
@@ -190,14 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_device(name: str) -> torch.device:
     """``--device`` as a torch device present here, or a ValueError saying why not (one line)."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError, TypeError) as error:
-        raise ValueError(f"--device {name!r} is not a torch device ({' '.join(str(error).split())})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name!r}: CUDA is not available here")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name!r}: there are {torch.cuda.device_count()} CUDA device(s) here")
+    device = usable_device(name)
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"--device {name!r}: the demo runs on cpu or cuda")
     return device

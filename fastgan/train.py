@@ -14,8 +14,12 @@ Two families share the loop (:class:`Trainer`):
 
 Checkpoints (``checkpoint-<steps>steps.pkl``, parallel_wavegan's layout: ``model``/``optimizer``/``scheduler``/
 ``steps`` plus fastgan's ``rng``, ``samples``, ``config``, ``stats``) are written to a temporary file and renamed;
-``resume=True`` restores models, optimisers, schedulers, RNG states and the data position, so a resumed run
-matches an uninterrupted one. SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) stops the run after the
+they hold only tensors and plain containers, so ``fastgan vocode --checkpoint`` and :func:`fastgan.load_generator`
+read them with ``torch.load(weights_only=True)`` (config and stats inside). ``resume=True`` restores models,
+optimisers, schedulers, RNG states and the data position, so a resumed run matches an uninterrupted one; an
+unreadable newest checkpoint is skipped (with a warning) for the next-newest, and the config's optimizer and
+scheduler settings take effect (see :meth:`Trainer._load`). A fresh run refuses an ``out`` that already holds
+checkpoints. SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) stops the run after the
 step in progress, with a checkpoint at that step (a second SIGINT stops at once). A non-finite loss stops the run
 before any parameter update with
 :class:`NonFiniteLossError` naming the step and the loss; no checkpoint is written after it. Losses go to a
@@ -26,6 +30,7 @@ and checkpoints.
 
 from __future__ import annotations
 
+import collections
 import copy
 import csv
 import logging
@@ -43,7 +48,9 @@ import numpy as np
 import torch
 
 from fastgan import losses as L
+from fastgan._checks import usable_device
 from fastgan.audio import LogMelSpectrogram, MelConfig, MelStats, compute_stats, load_stats, normalize, save_stats
+from fastgan.checkpoints import CheckpointError, _load_state
 
 __all__ = ["ConfigError", "NonFiniteLossError", "Trainer", "load_config", "latest_checkpoint", "load_generator"]
 
@@ -129,6 +136,35 @@ class NonFiniteLossError(RuntimeError):
     """A loss became inf or NaN; the run stopped before using it."""
 
 
+# Top-level keys fastgan does not use but a config may carry without a warning: parallel_wavegan's (its recipes'
+# feature and data keys, and the command-line arguments its trainer dumps into config.yml) and fastgan's own.
+KNOWN_KEYS = {
+    *DEFAULTS, *REQUIRED, "discriminator_type", "stats", "allow_cache", "transform_params", "format", "version",
+    "global_gain_scale", "trim_silence", "trim_threshold_in_db", "trim_frame_size", "trim_hop_size",
+    "remove_short_samples", "num_save_intermediate_results", "sampling_rate_for_feats", "offset", "reduction",
+    "update_prediction_after_generator_update", "use_global_condition", "use_local_condition", "use_duration_loss",
+    "duration_loss_params", "lambda_commit", "log_base", "distributed", "rank", "world_size", "outdir", "config",
+    "resume", "pretrain", "verbose", "dumpdir", "rootdir", "train_dumpdir", "dev_dumpdir", "train_wav_scp",
+    "dev_wav_scp", "train_feats_scp", "dev_feats_scp", "train_segments", "dev_segments", "allow_different_sampling_rate",
+    "skip_mel_ext",
+}  # fmt: skip
+
+# Range checks: (key, minimum) for integer counts and sizes; a 0 interval would divide by zero at the first step.
+INT_KEYS = {
+    "sampling_rate": 1, "fft_size": 1, "hop_size": 1, "num_mels": 1, "batch_size": 1, "batch_max_steps": 1,
+    "train_max_steps": 1, "save_interval_steps": 1, "eval_interval_steps": 1, "log_interval_steps": 1,
+    "keep_checkpoints": 0, "num_workers": 0, "seed": 0, "critic_steps": 1, "specgan_fit_batches": 1,
+    "discriminator_train_start_steps": None, "generator_train_start_steps": None,  # -1: from the first step
+}  # fmt: skip
+NUMBER_KEYS = ("fmin", "lambda_aux", "lambda_adv", "lambda_feat_match", "lambda_ac", "gradient_penalty_weight",
+               "generator_grad_norm", "discriminator_grad_norm")  # fmt: skip
+BOOL_KEYS = ("use_stft_loss", "use_subband_stft_loss", "use_mel_loss", "use_feat_match_loss", "pin_memory",
+             "allow_cache")  # fmt: skip
+MAPPING_KEYS = tuple(k for k, v in DEFAULTS.items() if isinstance(v, dict)) + ("transform_params",)
+TYPE_KEYS = ("generator_type", "discriminator_type", "generator_optimizer_type", "discriminator_optimizer_type",
+             "generator_scheduler_type", "discriminator_scheduler_type", "classifier_optimizer_type")  # fmt: skip
+
+
 def _merge(base: dict, update: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
@@ -136,16 +172,83 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+def _apply_overrides(raw: dict, overrides: dict, name: str) -> None:
+    """Top-level keys replace; a dotted key (``generator_params.channels``, from ``--set``) sets one nested key and
+    keeps the rest of its mapping (taken from the defaults when the config leaves the mapping out)."""
+    for key, value in (overrides or {}).items():
+        if "." not in key:
+            raw[key] = value
+            continue
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {key}: an empty key between dots")
+        if parts[0] not in raw and isinstance(DEFAULTS.get(parts[0]), dict):
+            raw[parts[0]] = copy.deepcopy(DEFAULTS[parts[0]])
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {key}: {where} is not a mapping ({name} has {where}={child!r})")
+            node = child
+        node[parts[-1]] = value
+
+
+def _warn_unknown_keys(config: dict, name: str) -> None:
+    import difflib
+
+    for key in sorted(k for k in config if not k.startswith("_") and k not in KNOWN_KEYS):
+        close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        log.warning("%s: unknown config key %s is ignored%s", name, key, hint)
+
+
+def _check_types(config: dict, name: str) -> None:
+    """Values of the wrong type or range, named now rather than as a traceback from deep inside a step."""
+
+    def fail(key, expected):
+        raise ConfigError(f"{name}: {key} must be {expected}, got {config[key]!r}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for key, minimum in INT_KEYS.items():
+        if key in config and not (is_int(config[key]) and (minimum is None or config[key] >= minimum)):
+            fail(key, "an integer" if minimum is None else f"an integer >= {minimum}")
+    for key in NUMBER_KEYS:
+        if key in config and not is_number(config[key]):
+            fail(key, "a number")
+    if config.get("fmax") is not None and not is_number(config["fmax"]):
+        fail("fmax", "a number or null")
+    if config.get("win_length") is not None and not (is_int(config["win_length"]) and config["win_length"] >= 1):
+        fail("win_length", "an integer >= 1 or null")
+    for key in BOOL_KEYS:
+        if key in config and not isinstance(config[key], bool):
+            fail(key, "true or false")
+    for key in MAPPING_KEYS:
+        if key in config and not isinstance(config[key], dict):
+            fail(key, "a mapping")
+    for key in TYPE_KEYS:
+        if key in config and not isinstance(config[key], str):
+            fail(key, "a name (a string)")
+    if config.get("classifier_type") is not None and not isinstance(config["classifier_type"], str):
+        fail("classifier_type", "a name (a string) or null")
+
+
 def load_config(path: str | os.PathLike | dict, overrides: dict | None = None) -> dict:
-    """Read a YAML config (or take a dict), apply ``overrides`` and the defaults, and check required keys.
+    """Read a YAML config (or take a dict), apply ``overrides`` and the defaults, and check the keys.
 
     A ``path`` without a folder that does not exist is looked up in fastgan's ``configs/`` (``melgan`` or
-    ``melgan.yaml``).
+    ``melgan.yaml``). An override ``a.b`` sets the nested key ``b`` of ``a``. Values of the wrong type or range are a
+    :class:`ConfigError` naming the key; unknown top-level keys (typos) get a warning, with the closest known key.
     """
     import yaml
 
     if isinstance(path, dict):
-        name, raw = "<dict>", copy.deepcopy(path)
+        name, raw = str(path.get("_source", "<dict>")), copy.deepcopy(path)
     else:
         p = Path(path)
         if not p.exists() and p.parent == Path("."):
@@ -156,15 +259,22 @@ def load_config(path: str | os.PathLike | dict, overrides: dict | None = None) -
                 f"config {path} does not exist (bundled: {', '.join(sorted(c.stem for c in CONFIG_DIR.glob('*.yaml')))})"
             )
         name = str(p)
-        raw = yaml.safe_load(p.read_text()) or {}
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{name}: not valid YAML ({' '.join(str(error).split())})") from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{name}: cannot read the config ({error})") from error
         if not isinstance(raw, dict):
             raise ConfigError(f"{name}: the top level must be a mapping of keys, got {type(raw).__name__}")
-    raw.update(overrides or {})
+    _apply_overrides(raw, overrides, name)
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise ConfigError(f"{name}: missing required config key(s): {', '.join(missing)}")
     config = _merge(DEFAULTS, raw)
     config["_source"] = name
+    _warn_unknown_keys(config, name)  # first: a typo may be why a value below is missing or wrong
+    _check_types(config, name)
     if config["batch_max_steps"] % config["hop_size"] != 0:
         raise ConfigError(
             f"{name}: batch_max_steps={config['batch_max_steps']} must be a multiple of hop_size={config['hop_size']}"
@@ -183,6 +293,23 @@ def _model_class(name: str, key: str, source: str):
     if cls is None or not isinstance(cls, type):
         raise ConfigError(f"{source}: {key}={name!r} is not a model in fastgan.models")
     return cls
+
+
+def _build(cls, params: dict, key: str, source: str, *args):
+    """``cls(*args, **params)``; a parameter it does not take (a typo) or a value it refuses is a ConfigError
+    naming the config key, not a traceback from inside the constructor."""
+    try:
+        return cls(*args, **params)
+    except (TypeError, ValueError, AssertionError, KeyError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        raise ConfigError(f"{source}: {key} do not fit {cls.__name__}: {message}") from error
+
+
+def _constructor_default(cls, name: str):
+    import inspect
+
+    parameter = inspect.signature(cls).parameters.get(name)
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
 
 def _check_finite(step: int, values: dict[str, float]):
@@ -220,10 +347,20 @@ class _Stream(torch.utils.data.Sampler):
 
 
 def _rng_state() -> dict:
+    """The global RNG states in weights-only form (tensors, ints, floats): a checkpoint must load with
+    ``torch.load(weights_only=True)`` (``fastgan vocode``, :func:`fastgan.load_generator`), and numpy's state is a
+    uint32 array that such a load refuses."""
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),  # uint32 values: exact in int64
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "python": random.getstate(),  # (version, tuple of ints, float or None): plain containers
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -232,8 +369,14 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict):
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        keys = np.asarray(numpy_state["keys"], dtype=np.int64).astype(np.uint32)
+        numpy_state = (numpy_state["name"], keys, numpy_state["pos"], numpy_state["has_gauss"],
+                       numpy_state["cached_gaussian"])  # fmt: skip
+    np.random.set_state(numpy_state)  # else the tuple of checkpoints written before the weights-only layout
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -257,7 +400,9 @@ def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "
     """
     import yaml
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    from fastgan.checkpoints import load_weights_only
+
+    state = load_weights_only(checkpoint)  # a checkpoint never runs code
     if config is None:
         config = state.get("config")
     elif not isinstance(config, dict):
@@ -274,6 +419,27 @@ def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "
     return generator.to(device).eval(), config, stats
 
 
+def _read_checkpoint(path: Path) -> dict:
+    """A training checkpoint's state, loaded weights-only (numeric numpy arrays admitted: the RNG state and stats of
+    checkpoints written before they were stored as tensors). ConfigError naming the file when it cannot be read."""
+    from fastgan.checkpoints import load_weights_only
+
+    def fail(reason, cause=None):
+        error = ConfigError(f"{path}: {reason}")
+        error.reason = reason
+        raise error from cause
+
+    if path.is_dir():
+        fail("is a directory, not a checkpoint file")
+    try:
+        state = load_weights_only(path)
+    except Exception as error:  # torn zip archives, truncated pickles, objects other than weights: many types
+        fail(f"not a readable checkpoint ({type(error).__name__}: {' '.join(str(error).split())[:300]})", error)
+    if not isinstance(state, dict):
+        fail(f"not a training checkpoint (a {type(state).__name__}, not a dict)")
+    return state
+
+
 def _float(outputs):
     """Discriminator outputs (tensors, lists of them) in float32: the losses are taken in full precision."""
     if isinstance(outputs, torch.Tensor):
@@ -286,7 +452,9 @@ class Trainer:
 
     ``data``: a folder or list file of audio, or an :class:`~fastgan.data.AudioMelDataset` (e.g. ``from_arrays``).
     ``valid``: a folder or list file of held-out audio; vocoders report its multi-resolution STFT distance every
-    ``eval_interval_steps``. ``device``: default CUDA when available. Under ``torchrun`` (``WORLD_SIZE`` > 1) each
+    ``eval_interval_steps``. ``resume``: continue from the newest readable checkpoint in ``out`` (which must fit the
+    config's models; changed optimizer/scheduler settings apply from the resumed step on); without it, an ``out``
+    that already holds checkpoints is a :class:`ConfigError` (nothing of the earlier run is touched). ``device``: default CUDA when available. Under ``torchrun`` (``WORLD_SIZE`` > 1) each
     process trains one replica (DistributedDataParallel; gloo on CPU, NCCL on CUDA).
     """
 
@@ -310,7 +478,18 @@ class Trainer:
         self.distributed = self.world > 1
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        try:
+            self.device = usable_device(device)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out {self.out}: is a file, not a folder")
+        if not resume and (previous := latest_checkpoint(self.out)) is not None:
+            # a fresh run would interleave its checkpoints with the old run's (and prune them) and overwrite its log
+            raise ConfigError(
+                f"--out {self.out} already holds a run's checkpoints ({previous.name}): pass --resume to continue it, "
+                "or another --out for a new run"
+            )
         if self.distributed:
             import torch.distributed as dist
 
@@ -320,8 +499,6 @@ class Trainer:
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.is_main = self.rank == 0
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
         source = config.get("_source", "<config>")
         self.wgan = config["generator_type"] in WGAN_GENERATORS
         self.specgan = config["generator_type"] == "SpecGANGenerator"
@@ -362,22 +539,28 @@ class Trainer:
         config["generator_params"], config["discriminator_params"] = gen_params, dis_params
         self.conditional = gen_params.get("num_classes") is not None
         self.d_conditional = dis_params.get("num_classes") is not None
-        self.models: dict[str, torch.nn.Module] = {"generator": gen_cls(**gen_params)}
+        if not self.wgan:
+            self._check_generator_features(gen_cls, gen_params, source)
+        self.models: dict[str, torch.nn.Module] = {"generator": _build(gen_cls, gen_params, "generator_params", source)}
         if self.wgan:
             dis_type = config.get("discriminator_type", config["generator_type"].replace("Generator", "Discriminator"))
         else:
             dis_type = config["discriminator_type"]
-        self.models["discriminator"] = _model_class(dis_type, "discriminator_type", source)(**dis_params)
+        dis_cls = _model_class(dis_type, "discriminator_type", source)
+        self.models["discriminator"] = _build(dis_cls, dis_params, "discriminator_params", source)
         if config["classifier_type"]:
             cls_params = dict(config["classifier_params"])
             if cls_params.get("num_classes", "auto") == "auto":
                 cls_params["num_classes"] = num_classes
             config["classifier_params"] = cls_params
-            self.models["classifier"] = _model_class(config["classifier_type"], "classifier_type", source)(**cls_params)
+            cls_cls = _model_class(config["classifier_type"], "classifier_type", source)
+            self.models["classifier"] = _build(cls_cls, cls_params, "classifier_params", source)
         if self.specgan:
             from fastgan.models import SpecGANTransform
 
-            self.models["transform"] = SpecGANTransform(**config.get("transform_params", {}))
+            self.models["transform"] = _build(
+                SpecGANTransform, config.get("transform_params", {}), "transform_params", source
+            )
         for model in self.models.values():
             model.to(self.device)
 
@@ -386,25 +569,32 @@ class Trainer:
             if gen_params.get("out_channels", 1) > 1:
                 from fastgan.nn import PQMF
 
-                self.pqmf = PQMF(subbands=gen_params["out_channels"], **config["pqmf_params"]).to(self.device)
+                pqmf = dict(subbands=gen_params["out_channels"], **config["pqmf_params"])
+                self.pqmf = _build(PQMF, pqmf, "pqmf_params", source).to(self.device)
             self.melspec = LogMelSpectrogram(self.mel).to(self.device)
             self.criterion = {}
+            stft_loss = L.MultiResolutionSTFTLoss
             if config["use_stft_loss"]:
-                self.criterion["stft"] = L.MultiResolutionSTFTLoss(**config["stft_loss_params"]).to(self.device)
+                self.criterion["stft"] = _build(stft_loss, config["stft_loss_params"], "stft_loss_params", source)
             if config["use_subband_stft_loss"]:
                 if self.pqmf is None:
                     raise ConfigError(f"{source}: use_subband_stft_loss needs generator_params.out_channels > 1")
-                self.criterion["sub_stft"] = L.MultiResolutionSTFTLoss(**config["subband_stft_loss_params"]).to(
-                    self.device
-                )
+                sub = config["subband_stft_loss_params"]
+                self.criterion["sub_stft"] = _build(stft_loss, sub, "subband_stft_loss_params", source)
             if config["use_mel_loss"]:
                 params = {"fs": config["sampling_rate"], "fft_size": config["fft_size"], "hop_size": self.hop}
                 params.update(config["mel_loss_params"])
-                self.criterion["mel"] = L.MelSpectrogramLoss(**params).to(self.device)
+                self.criterion["mel"] = _build(L.MelSpectrogramLoss, params, "mel_loss_params", source)
+            self.criterion = {k: v.to(self.device) for k, v in self.criterion.items()}
             self._check_stft_segments(source)
-            self.gen_adv = L.GeneratorAdversarialLoss(**config["generator_adv_loss_params"])
-            self.dis_adv = L.DiscriminatorAdversarialLoss(**config["discriminator_adv_loss_params"])
-            self.feat_match = L.FeatureMatchLoss(**config["feat_match_loss_params"])
+            self.gen_adv = _build(
+                L.GeneratorAdversarialLoss, config["generator_adv_loss_params"], "generator_adv_loss_params", source
+            )
+            self.dis_adv = _build(L.DiscriminatorAdversarialLoss, config["discriminator_adv_loss_params"],
+                                  "discriminator_adv_loss_params", source)  # fmt: skip
+            self.feat_match = _build(
+                L.FeatureMatchLoss, config["feat_match_loss_params"], "feat_match_loss_params", source
+            )
 
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -423,22 +613,32 @@ class Trainer:
                 raise ConfigError(
                     f"{source}: {name}_optimizer_type={config[f'{name}_optimizer_type']!r} is not in torch.optim"
                 )
-            self.optimizers[name] = opt_cls(self.models[name].parameters(), **config[f"{name}_optimizer_params"])
+            self.optimizers[name] = _build(
+                opt_cls, config[f"{name}_optimizer_params"], f"{name}_optimizer_params", source,
+                self.models[name].parameters(),
+            )  # fmt: skip
             sched_type = config.get(f"{name}_scheduler_type", "StepLR")
             sched_cls = getattr(torch.optim.lr_scheduler, sched_type, None)
             if sched_cls is None:
                 raise ConfigError(f"{source}: {name}_scheduler_type={sched_type!r} is not in torch.optim.lr_scheduler")
             sched_params = config.get(f"{name}_scheduler_params", {"step_size": 10**9, "gamma": 1.0})
-            self.schedulers[name] = sched_cls(self.optimizers[name], **sched_params)
+            self.schedulers[name] = _build(
+                sched_cls, sched_params, f"{name}_scheduler_params", source, self.optimizers[name]
+            )
 
         self.steps = 0
         self.samples_batches = 0  # batches drawn from the stream by this rank
         self.stats = None
-        checkpoint = latest_checkpoint(self.out) if resume else None
+        checkpoint, state = self._newest_readable_checkpoint() if resume else (None, None)
         if resume and checkpoint is None:
             log.warning("--resume: no checkpoint in %s, starting from step 0", self.out)
+        if self.is_main:  # only now: a config or checkpoint that cannot be used leaves no folder behind
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ConfigError(f"--out {self.out}: cannot create the folder ({error})") from error
         if checkpoint is not None:
-            self._load(checkpoint)
+            self._load(checkpoint, state)
         elif not self.wgan:
             self.stats = load_stats(config["stats"]) if config.get("stats") else self._corpus_stats()
         elif self.specgan:
@@ -449,6 +649,41 @@ class Trainer:
         self._writer = None
 
     # -- set-up helpers -----------------------------------------------------------------------------------------------
+    def _check_generator_features(self, gen_cls, params: dict, source: str) -> None:
+        """The feature keys against the generator, said now rather than as a shape error at step 1: it must take
+        num_mels channels and make hop_size samples per frame (the product of its upsampling scales, times its
+        sub-bands)."""
+
+        def param(name, default=None):
+            value = params.get(name, _constructor_default(gen_cls, name))
+            return default if value is None else value
+
+        if self.noise_input:  # Parallel WaveGAN: the mels are its auxiliary input
+            mel_key, mels = "aux_channels", param("aux_channels")
+            upsample = param("upsample_params", {})
+            scales_key = "generator_params.upsample_params.upsample_scales"
+            scales = upsample.get("upsample_scales") if isinstance(upsample, dict) else None
+            if not param("upsample_conditional_features", True):
+                scales = None  # features given at the sample rate: nothing to check
+        else:
+            mel_key, mels = "in_channels", param("in_channels")
+            scales_key, scales = "generator_params.upsample_scales", param("upsample_scales")
+        num_mels = self.config["num_mels"]
+        if isinstance(mels, int) and mels != num_mels:
+            raise ConfigError(
+                f"{source}: num_mels={num_mels} but generator_params.{mel_key}={mels}: the generator takes "
+                f"{mels}-band mels; make them equal"
+            )
+        subbands = param("out_channels", 1)
+        if isinstance(scales, (list, tuple)) and all(isinstance(x, int) for x in scales) and isinstance(subbands, int):
+            samples = math.prod(scales) * subbands
+            if samples != self.hop:
+                bands = f" x out_channels {subbands}" if subbands > 1 else ""
+                raise ConfigError(
+                    f"{source}: hop_size={self.hop} but the generator makes {samples} samples per frame "
+                    f"({scales_key} {list(scales)}{bands}); make them equal"
+                )
+
     def _corpus_stats(self) -> MelStats:
         """Statistics over every frame of the training utterances (parallel_wavegan's compute_statistics)."""
         from fastgan.data import BadAudioError
@@ -511,7 +746,10 @@ class Trainer:
             "batches": self.samples_batches,
             "rng": rng,
             "config": {k: v for k, v in self.config.items() if not k.startswith("_")},
-            "stats": None if self.stats is None else {"mean": self.stats.mean, "scale": self.stats.scale},
+            # tensors, not numpy arrays: the checkpoint loads with torch.load(weights_only=True) as it is
+            "stats": None
+            if self.stats is None
+            else {"mean": torch.from_numpy(self.stats.mean.copy()), "scale": torch.from_numpy(self.stats.scale.copy())},
             "labels": self.dataset.labels,
             "world_size": self.world,
         }
@@ -526,36 +764,97 @@ class Trainer:
                 if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                     raise NonFiniteLossError(f"step {self.steps}: {name}.{key} holds non-finite values; not saved")
         target = self.out / f"checkpoint-{self.steps}steps.pkl"
+        if target.is_dir():  # os.replace cannot put a file there; say so plainly
+            raise ConfigError(f"{target}: is a directory: cannot write the checkpoint of step {self.steps}")
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not also leave a partial file behind
+            raise
         keep = int(self.config["keep_checkpoints"])
         if keep > 0:
-            found = sorted(
+            # The one just written always stays: a checkpoint with more steps (left by a run that was resumed from
+            # an earlier one) must not push it out.
+            others = sorted(
+                (int(m.group(1)), p)
+                for p in self.out.glob("checkpoint-*steps.pkl")
+                if (m := CHECKPOINT_RE.search(p.name)) and p != target
+            )
+            for _, old in others[: max(len(others) - (keep - 1), 0)]:
+                if old.is_file():
+                    old.unlink(missing_ok=True)
+        return target
+
+    def _newest_readable_checkpoint(self) -> tuple[Path | None, dict | None]:
+        """(path, state) of the newest checkpoint in ``out`` that loads; an unreadable newer one (cut short by a
+        crash, a folder of that name) is skipped with a warning naming it. None when there is no checkpoint."""
+        found = sorted(
+            (
                 (int(m.group(1)), p)
                 for p in self.out.glob("checkpoint-*steps.pkl")
                 if (m := CHECKPOINT_RE.search(p.name))
-            )
-            for _, old in found[:-keep]:
-                old.unlink(missing_ok=True)
-        return target
+            ),
+            reverse=True,
+        )
+        skipped = []
+        for _, path in found:
+            try:
+                state = _read_checkpoint(path)
+            except ConfigError as error:
+                log.warning("--resume: skipping %s (%s)", path, error.reason)
+                skipped.append(path.name)
+                continue
+            return path, state
+        if skipped:
+            raise ConfigError(f"--resume: no readable checkpoint in {self.out} (unreadable: {', '.join(skipped)})")
+        return None, None
 
-    def _load(self, path: Path):
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    def _load(self, path: Path, state: dict | None = None):
+        """Restore a checkpoint; one that does not fit this config is a ConfigError naming the file and the problem.
+
+        The config's optimizer and scheduler settings take effect on resume (a changed lr, betas, step_size ...):
+        they are what the config says and what later checkpoints record. A changed lr is the new base of the
+        schedule, the decay so far applied to it. A changed optimizer or scheduler type is refused."""
+        state = _read_checkpoint(path) if state is None else state
+        try:
+            models, optimizers, schedulers = state["model"], state["optimizer"], state["scheduler"]
+            steps, batches, rng = int(state["steps"]), int(state["batches"]), state["rng"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"{path}: not a fastgan training checkpoint (no {error} entry to resume from)") from error
+        saved_config = state.get("config") if isinstance(state.get("config"), dict) else {}
         for name in self.models:
-            self._module(name).load_state_dict(state["model"][name])
+            if not isinstance(models, dict) or name not in models:
+                raise ConfigError(
+                    f"{path}: holds no {name} state (a generator-only checkpoint?): it cannot resume this run"
+                )
+            try:
+                _load_state(self._module(name), models[name], path, f"{name} of this config")
+            except CheckpointError as error:
+                raise ConfigError(str(error)) from error
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizer"][name])
-        for name, sched in self.schedulers.items():
-            sched.load_state_dict(state["scheduler"][name])
-        self.steps = int(state["steps"])
-        self.samples_batches = int(state["batches"])
+            for kind in ("optimizer", "scheduler"):
+                key = f"{name}_{kind}_type"
+                if key in saved_config and saved_config[key] != self.config.get(key, saved_config[key]):
+                    raise ConfigError(
+                        f"{path}: written with {key}={saved_config[key]!r}, the config says {self.config[key]!r}: its "
+                        f"state cannot continue another {kind}; train into another --out"
+                    )
+            if name not in optimizers or name not in schedulers:
+                raise ConfigError(f"{path}: holds no {name} optimizer or scheduler state: it cannot resume this run")
+            try:
+                opt.load_state_dict(optimizers[name])
+                self.schedulers[name].load_state_dict(schedulers[name])
+            except (KeyError, ValueError, TypeError) as error:
+                raise ConfigError(f"{path}: the {name} optimizer state does not fit this config: {error}") from error
+            self._apply_optimizer_config(name)
+        self.steps, self.samples_batches = steps, batches
         stats = state.get("stats")
         self.stats = MelStats(stats["mean"], stats["scale"]) if stats else None
-        rng = state["rng"]
         if "ranks" in rng:
             if len(rng["ranks"]) != self.world:
                 raise ConfigError(f"{path}: written by {len(rng['ranks'])} processes, resumed with {self.world}")
@@ -564,25 +863,66 @@ class Trainer:
         if self.is_main:
             log.info("resumed from %s at step %d", path, self.steps)
 
+    def _apply_optimizer_config(self, name: str) -> None:
+        """The config's optimizer/scheduler parameters over those restored from the checkpoint (see _load)."""
+        opt, sched = self.optimizers[name], self.schedulers[name]
+        for key, value in self.config[f"{name}_optimizer_params"].items():
+            for group in opt.param_groups:
+                if key not in group:
+                    continue
+                old = group[key]
+                new = tuple(value) if isinstance(old, tuple) and isinstance(value, list) else value
+                if key == "lr":
+                    base = group.get("initial_lr", old)
+                    if new == base:
+                        continue  # unchanged: keep the restored value bit for bit
+                    group["initial_lr"], group["lr"] = new, new * (old / base if base else 1.0)
+                elif new != old:
+                    group[key] = new
+                else:
+                    continue
+                log.info("resume: %s_optimizer_params.%s = %s (the config's, was %s)", name, key, value, old)
+        if hasattr(sched, "base_lrs"):
+            sched.base_lrs = [group.get("initial_lr", group["lr"]) for group in opt.param_groups]
+            sched._last_lr = [group["lr"] for group in opt.param_groups]
+        for key, value in self.config.get(f"{name}_scheduler_params", {}).items():
+            current = getattr(sched, key, None)
+            if current is None or key in ("optimizer", "last_epoch"):
+                continue
+            if isinstance(current, collections.Counter):
+                value = collections.Counter(value)  # MultiStepLR keeps its milestones as a Counter
+            if current != value:
+                setattr(sched, key, value)
+                log.info("resume: %s_scheduler_params.%s = %s (the config's, was %s)", name, key, value, current)
+
     # -- logging ------------------------------------------------------------------------------------------------------
     def _csv_reset(self, names: list[str]):
-        """losses.csv: rows after the resumed step (from a run that died before its next checkpoint) are dropped."""
+        """losses.csv: rows after the resumed step (from a run that died before its next checkpoint) are dropped.
+
+        The earlier rows are kept under their own columns when the columns change on resume (``--valid`` added or
+        dropped, another loss switched on): new columns are empty in them, and columns no longer written stay."""
         path = self.out / "losses.csv"
-        header = ["step", "elapsed_s", "steps_per_s", *names]
-        rows = []
+        fixed = ["step", "elapsed_s", "steps_per_s"]
+        extra, rows = [], []
         if path.exists() and self.steps > 0:
             with open(path, newline="") as f:
                 reader = csv.reader(f)
-                old_header = next(reader, None)
-                if old_header == header:
-                    rows = [r for r in reader if r and int(r[0]) <= self.steps]
+                old_header = next(reader, None) or []
+                extra = [n for n in old_header if n not in fixed and n not in names]
+                header = [*fixed, *names, *extra]
+                for row in reader:
+                    if not row or not row[0].isdigit() or int(row[0]) > self.steps:
+                        continue  # past the resumed step, or a line cut short by a crash
+                    cells = dict(zip(old_header, row, strict=False))
+                    rows.append([cells.get(n, "") for n in header])
+        header = [*fixed, *names, *extra]
         tmp = path.with_name("losses.csv.tmp")
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)
             writer.writerows(rows)
         os.replace(tmp, path)
-        self._csv_names = names
+        self._csv_names = [*names, *extra]
 
     def _csv_row(self, elapsed: float, rate: float, values: dict[str, float]):
         with open(self.out / "losses.csv", "a", newline="") as f:
@@ -883,6 +1223,7 @@ class Trainer:
         have passed: a checkpoint is then written at the step reached); returns a summary."""
         c = self.config
         end = min(c["train_max_steps"], max_steps if max_steps is not None else c["train_max_steps"])
+        first_step = self.steps
         for model in self.models.values():
             model.train()
         if self.is_main:
@@ -954,8 +1295,12 @@ class Trainer:
                 self._writer.close()
         if (out_of_time or interrupted) and saved_at != self.steps:  # every rank (the RNG gather)
             last_saved = self.save_checkpoint()
+        if last_saved is None and self.steps == first_step and self.resumed_from is not None:
+            last_saved = self.resumed_from  # nothing left to train: the run's checkpoint is the one resumed from
         return {
             "steps": self.steps,
+            "trained_steps": self.steps - first_step,
+            "end": end,
             "checkpoint": None if last_saved is None else str(last_saved),
             "seconds": time.perf_counter() - start_time,
             "interrupted": interrupted,
@@ -974,7 +1319,10 @@ def _parse_overrides(items: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({' '.join(str(error).split())})") from error
     return overrides
 
 
@@ -993,9 +1341,12 @@ def _cmd_train(args) -> int:
         )
         summary = trainer.train(max_steps=args.steps)
     except (ConfigError, NonFiniteLossError, FileNotFoundError, ValueError) as error:
-        print(f"fastgan train: error: {error}", file=sys.stderr)
+        print(f"fastgan train: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    if trainer.is_main:
+    if trainer.is_main and summary["trained_steps"] == 0 and summary["steps"] >= summary["end"]:
+        limit = "train_max_steps" if summary["end"] == config["train_max_steps"] else "--steps"
+        print(f"already at step {summary['steps']} ({limit}): nothing to train; checkpoint {summary['checkpoint']}")
+    elif trainer.is_main:
         print(f"trained to step {summary['steps']} in {summary['seconds']:.1f} s; checkpoint {summary['checkpoint']}")
         if summary["interrupted"]:
             print("fastgan train: interrupted; --resume continues from that checkpoint", file=sys.stderr)
@@ -1045,7 +1396,8 @@ def add_commands(commands) -> None:
     train.add_argument("--resume", action="store_true", help="continue exactly from the newest checkpoint in --out")
     train.add_argument("--steps", type=int, default=None, help="stop after this many steps (default train_max_steps)")
     train.add_argument("--device", default=None, help="torch device (default cuda when available)")
-    train.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override top-level config keys (YAML values)")
+    train.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+                       help="override config keys (YAML values); a.b=VALUE sets the nested key b of a")  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=_cmd_train)
 

@@ -6,10 +6,10 @@
 * ``.npy`` in: a (frames, num_mels) log-mel array (parallel_wavegan's dump layout), raw log-mel by
   default or already normalised with ``--normalized``.
 
-Checkpoints: parallel_wavegan's training layout (``config.yml`` beside it), fastgan's exported default,
-and the original HiFi-GAN repository's generator checkpoints (``config.json`` beside them; its mel
-settings ``sampling_rate``, ``hop_size``, ``num_mels``, ``n_fft``, ``win_size``, ``fmin``, ``fmax`` and
-its natural-log front end).
+Checkpoints: parallel_wavegan's training layout (``config.yml`` beside it), ``fastgan train``'s (config and
+stats inside), fastgan's exported default, and the original HiFi-GAN repository's generator checkpoints
+(``config.json`` beside them; its mel settings ``sampling_rate``, ``hop_size``, ``num_mels``, ``n_fft``,
+``win_size``, ``fmin``, ``fmax`` and its natural-log front end).
 
 Inputs are synthesised in batches of equal length (padding a shorter item would change the audio at
 its end, where the model pads by itself), with a progress bar, and the real-time factor is printed.
@@ -32,7 +32,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_MODEL_DIR", "VocodeError", "Vocoder", "default_checkpoint", "load_vocoder", "vocode_files"]
+from fastgan._checks import usable_device
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "VocodeError",
+    "Vocoder",
+    "default_checkpoint",
+    "load_vocoder",
+    "vocode_files",
+]
 
 # Where the shipped default model lives: ``default_vocoder.pt`` (``python -m fastgan.default_model
 # export``: generator, config and stats in one file), or any ``*.pt``/``*.pkl`` checkpoint there
@@ -217,13 +226,9 @@ def _mel_config(config: dict, where: object, kind: str = "parallel_wavegan"):
 def _load_weights_only(path: Path):
     """``torch.load(weights_only=True)``, also admitting plain numpy arrays (feature statistics): they
     rebuild from bytes and a dtype, no code runs."""
-    import numpy
+    from fastgan.checkpoints import load_weights_only
 
-    core = getattr(numpy, "_core", None) or numpy.core
-    allowed = [numpy.ndarray, numpy.dtype, core.multiarray._reconstruct]
-    allowed += [type(numpy.dtype(t)) for t in ("float32", "float64", "float16")]
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    return load_weights_only(path)
 
 
 def _register_stats(generator: torch.nn.Module, stats) -> None:
@@ -246,13 +251,9 @@ def load_vocoder(checkpoint: str | os.PathLike | None = None, device: str = "cpu
     if dtype not in DTYPES:
         raise VocodeError(f"unknown --dtype {dtype!r}; expected one of {sorted(DTYPES)}")
     try:
-        device = torch.device(device)
-    except (RuntimeError, ValueError, TypeError) as error:
-        raise VocodeError(f"--device {device!r}: not a device torch knows ({one_line(error)})") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VocodeError(f"--device {device}: CUDA is not available here")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise VocodeError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s) here")
+        device = usable_device(device)
+    except ValueError as error:
+        raise VocodeError(str(error)) from error
     if path.is_dir():
         raise VocodeError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
@@ -426,7 +427,7 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the synthesised .wav files")
     parser.add_argument("--checkpoint", default=None, metavar="PATH",
-                        help="generator checkpoint: parallel_wavegan layout (config.yml beside it) or the original HiFi-GAN "
+                        help="generator checkpoint: fastgan train's, parallel_wavegan layout (config.yml beside it) or the original HiFi-GAN "
                              "repository's (config.json beside it); default: the shipped model")  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))

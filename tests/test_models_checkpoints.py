@@ -148,6 +148,39 @@ def test_checkpoint_saved_without_weight_norm_loads(tmp_path):
         assert_close_scaled(ours(c), generator.to(DEVICE)(c), MODELS)
 
 
+def test_a_fastgan_training_checkpoint_carries_its_config_and_stats(tmp_path):
+    """fastgan's trainer keeps the config and stats inside the checkpoint and writes no config.yml: they are used
+    when nothing is beside it (numpy arrays inside, as earlier fastgan runs stored their RNG state and stats, load
+    too); a config.yml or stats file beside it, or passed, still comes first."""
+    from fastgan.models import MelGANGenerator
+
+    torch.manual_seed(0)
+    generator = MelGANGenerator(**SMALL_MELGAN)
+    config = {"generator_type": "MelGANGenerator", "generator_params": SMALL_MELGAN, "hop_size": 4, "num_mels": 6}
+    mean, scale = np.linspace(-3, 1, 6, dtype=np.float32), np.linspace(0.5, 2, 6, dtype=np.float32)
+    state = {
+        "model": {"generator": generator.state_dict()},
+        "config": config,
+        "stats": {"mean": mean, "scale": scale},
+        "rng": {"numpy": np.random.get_state()},  # a uint32 array
+        "steps": 3,
+    }
+    torch.save(state, tmp_path / "checkpoint-3steps.pkl")
+    ours = fastgan.load_generator(tmp_path / "checkpoint-3steps.pkl")
+    np.testing.assert_array_equal(ours.mean.numpy(), mean)
+    np.testing.assert_array_equal(ours.scale.numpy(), scale)
+    c = torch.randn(1, 6, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(c), generator.eval()(c), rtol=0, atol=0)
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(dict(config, generator_params=dict(SMALL_MELGAN, stacks=3))))
+    with pytest.raises(CheckpointError, match=r"config\.yml.*missing keys"):  # the file beside it is the one read
+        fastgan.load_generator(tmp_path / "checkpoint-3steps.pkl")
+    assert fastgan.load_generator(tmp_path / "checkpoint-3steps.pkl", config=config).mean.shape == (6,)
+    np.save(tmp_path / "stats.npy", np.stack([mean + 1, scale]))
+    ours = fastgan.load_generator(tmp_path / "checkpoint-3steps.pkl", config=config)
+    np.testing.assert_array_equal(ours.mean.numpy(), mean + 1)
+
+
 # The original HiFi-GAN repository's generator (jik876/hifi-gan, models.py), written here from the
 # paper's description as an independent oracle for the key mapping: conv_pre, ups, resblocks
 # (convs1/convs2 for ResBlock1, convs for ResBlock2), conv_post.

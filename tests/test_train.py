@@ -420,7 +420,7 @@ def test_segments_shorter_than_the_stft_losses_ffts_are_a_config_error(small_cor
 def test_validation_leaves_out_utterances_shorter_than_its_stft(small_corpus, tmp_path, caplog):
     """A held-out utterance under the STFT distance's 2048-sample FFT is left out with a warning; validation
     (and the run) goes on with the others."""
-    import soundfile as sf
+    sf = pytest.importorskip("soundfile", reason="soundfile (to write the short wav) is not installed")
 
     valid = tmp_path / "valid"
     shutil.copytree(small_corpus / "valid", valid)
@@ -477,3 +477,319 @@ def test_lazy_loading_reports_bad_files_and_trains(small_corpus, tmp_path, caplo
     trainer = Trainer(config, data, tmp_path / "out", device="cpu", progress=False)
     trainer.train(max_steps=3)
     assert len([r for r in caplog.records if "broken.flac" in r.getMessage()]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Regressions: a trained checkpoint is usable, runs never lose work, resume and config errors are one clear line.
+
+
+def _train(config, data, out, steps, **kwargs) -> tuple[Trainer, dict]:
+    trainer = Trainer(config, data, out, device="cpu", progress=False, **kwargs)
+    return trainer, trainer.train(max_steps=steps)
+
+
+def _cli(capsys, *argv) -> tuple[int, str]:
+    from fastgan.cli import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_a_trained_checkpoint_vocodes_and_loads_on_its_own(small_corpus, tmp_path, capsys):
+    """`fastgan train`'s checkpoint is a weights-only file with its config and stats inside: `fastgan vocode` and
+    fastgan.load_generator take it as is, also copied away from its run folder."""
+    sf = pytest.importorskip("soundfile", reason="soundfile (to write the short wav) is not installed")
+
+    import fastgan
+
+    trainer, summary = _train(tiny_config("melgan", discriminator_train_start_steps=1), small_corpus / "train",
+                              tmp_path / "run", 2)  # fmt: skip
+    checkpoint = Path(summary["checkpoint"])
+    torch.load(checkpoint, weights_only=True)  # no numpy objects (RNG state, stats) that need an allowlist
+    alone = tmp_path / "alone" / checkpoint.name  # no config.yml, no stats.npy beside it
+    alone.parent.mkdir()
+    shutil.copy(checkpoint, alone)
+    wav = CORPUS / "arctic" / "arctic_a0009.wav"
+    for path in (checkpoint, alone):
+        code = _cli(capsys, "vocode", "--no-progress", "--checkpoint", path, wav, "--out", tmp_path / path.parent.name)
+        assert code[0] == 0, code[1]
+        audio, rate = sf.read(tmp_path / path.parent.name / wav.name, dtype="float32")
+        assert rate == 22050 and audio.size > 0 and np.abs(audio).max() > 0
+    ours = trainer._module("generator").eval()
+    mel = torch.randn(1, 20, 24)
+    for path in (checkpoint, alone):
+        generator = fastgan.load_generator(path)
+        assert torch.equal(generator.mean, torch.from_numpy(trainer.stats.mean))  # the run's statistics
+        with torch.no_grad():
+            torch.testing.assert_close(generator(mel), ours(mel), rtol=0, atol=0)
+
+
+def test_resume_restores_the_numpy_and_python_rng_exactly(small_corpus, tmp_path):
+    """The RNG states are stored weights-only (tensors, ints), and restore to the very states saved; checkpoints of
+    the earlier layout (numpy's state tuple) still resume."""
+    import random
+
+    trainer, summary = _train(tiny_config("melgan"), small_corpus / "train", tmp_path / "run", 1)
+    state = torch.load(summary["checkpoint"], weights_only=True)
+    saved_numpy, saved_python = np.random.get_state(), random.getstate()
+    np.random.rand(7), random.random()
+    Trainer(tiny_config("melgan"), small_corpus / "train", tmp_path / "run", device="cpu", resume=True)
+    assert np.random.rand() == (np.random.set_state(saved_numpy) or np.random.rand())
+    assert random.getstate() == saved_python
+    # the earlier layout: numpy's (name, uint32 keys, pos, has_gauss, cached) tuple
+    state["rng"]["numpy"] = saved_numpy
+    torch.save(state, summary["checkpoint"])
+    np.random.rand(3)
+    Trainer(tiny_config("melgan"), small_corpus / "train", tmp_path / "run", device="cpu", resume=True)
+    expected = (np.random.set_state(saved_numpy) or np.random.rand(4)).tolist()
+    np.random.set_state(saved_numpy)
+    Trainer(tiny_config("melgan"), small_corpus / "train", tmp_path / "run", device="cpu", resume=True)
+    assert np.random.rand(4).tolist() == expected
+
+
+def test_a_fresh_run_refuses_an_out_with_checkpoints(small_corpus, tmp_path, capsys):
+    import yaml
+
+    config = tiny_config("melgan", discriminator_train_start_steps=10)
+    out = tmp_path / "run"
+    _train(config, small_corpus / "train", out, 3)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match=r"checkpoint-3steps\.pkl.*--resume.*another --out"):
+        Trainer(config, small_corpus / "train", out, device="cpu")
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump({k: v for k, v in config.items() if not k.startswith("_")}))
+    code, err = _cli(capsys, "train", "--config", config_path, "--data", small_corpus / "train", "--out", out,
+                     "--steps", 2, "--no-progress")  # fmt: skip
+    assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1, err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing of it touched
+
+
+def test_pruning_never_deletes_the_checkpoint_just_written(small_corpus, tmp_path):
+    """A stale checkpoint with more steps (from a timeline abandoned by a resume) does not push out the new one."""
+    config = tiny_config("melgan", discriminator_train_start_steps=10, keep_checkpoints=1)
+    trainer = Trainer(config, small_corpus / "train", tmp_path, device="cpu", progress=False)
+    (tmp_path / "checkpoint-100steps.pkl").write_bytes(b"stale")
+    summary = trainer.train(max_steps=2)
+    assert Path(summary["checkpoint"]).name == "checkpoint-2steps.pkl" and Path(summary["checkpoint"]).is_file()
+    torch.load(summary["checkpoint"], weights_only=True)
+
+
+def test_resuming_an_incompatible_checkpoint_is_a_config_error(small_corpus, tmp_path, capsys):
+    import yaml
+
+    data, out = small_corpus / "train", tmp_path / "run"
+    _train(tiny_config("melgan", discriminator_train_start_steps=10), data, out, 2)
+    wider = tiny_config("melgan", generator_params=dict(VOCODERS["melgan"]["generator_params"], channels=128))
+    with pytest.raises(ConfigError, match=r"checkpoint-2steps\.pkl: .*generator.*size mismatch") as info:
+        Trainer(wider, data, out, device="cpu", resume=True)
+    assert len(str(info.value)) < 800  # a few keys named, not hundreds
+    with pytest.raises(ConfigError, match=r"checkpoint-2steps\.pkl: .*generator.*(missing|unexpected) keys"):
+        Trainer(tiny_config("hifigan_v1"), data, out, device="cpu", resume=True)
+    config_path = tmp_path / "wide.yaml"
+    config_path.write_text(yaml.safe_dump({k: v for k, v in wider.items() if not k.startswith("_")}))
+    code, err = _cli(capsys, "train", "--config", config_path, "--data", data, "--out", out, "--resume",
+                     "--no-progress")  # fmt: skip
+    assert code == 2 and "checkpoint-2steps.pkl" in err and len(err.strip().splitlines()) == 1, err
+    state = torch.load(out / "checkpoint-2steps.pkl", weights_only=True)
+    del state["model"]["discriminator"]
+    torch.save(state, out / "checkpoint-2steps.pkl")
+    with pytest.raises(ConfigError, match=r"checkpoint-2steps\.pkl: .*no discriminator"):
+        Trainer(tiny_config("melgan"), data, out, device="cpu", resume=True)
+
+
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_previous(small_corpus, tmp_path, caplog):
+    import logging
+
+    config = tiny_config("melgan", discriminator_train_start_steps=1, save_interval_steps=1)
+    data, out = small_corpus / "train", tmp_path / "run"
+    _train(config, data, out, 2)
+    good = (out / "checkpoint-2steps.pkl").read_bytes()
+    (out / "checkpoint-3steps.pkl").write_bytes(good[: len(good) // 2])  # cut short: a crash mid-copy
+    (out / "checkpoint-4steps.pkl").mkdir()
+    with caplog.at_level(logging.WARNING, logger="fastgan.train"):
+        resumed = Trainer(config, data, out, device="cpu", progress=False, resume=True)
+    assert resumed.steps == 2 and resumed.resumed_from == out / "checkpoint-2steps.pkl"
+    warnings = " ".join(r.getMessage() for r in caplog.records)
+    assert "checkpoint-3steps.pkl" in warnings and "checkpoint-4steps.pkl" in warnings
+    for name in ("checkpoint-1steps.pkl", "checkpoint-2steps.pkl"):
+        (out / name).write_bytes(b"junk")
+    with pytest.raises(ConfigError, match=r"no readable checkpoint in .*checkpoint-4steps\.pkl"):
+        Trainer(config, data, out, device="cpu", resume=True)
+
+
+def test_resume_takes_the_configs_new_optimizer_settings(small_corpus, tmp_path):
+    """A changed lr (or betas, weight decay ...) takes effect on resume, the scheduler's decay so far applied to it;
+    the checkpoint's own settings apply when the config keeps them."""
+    schedule = {"step_size": 1, "gamma": 0.5}
+    config = tiny_config("melgan", discriminator_train_start_steps=10, generator_scheduler_params=schedule,
+                         generator_optimizer_params={"lr": 1e-3})  # fmt: skip
+    data, out = small_corpus / "train", tmp_path / "run"
+    _train(config, data, out, 2)
+    same = Trainer(config, data, out, device="cpu", resume=True)
+    assert same.optimizers["generator"].param_groups[0]["lr"] == 1e-3 * 0.25
+    changed = tiny_config("melgan", discriminator_train_start_steps=10, generator_scheduler_params=schedule,
+                          generator_optimizer_params={"lr": 4e-3, "betas": [0.8, 0.99]})  # fmt: skip
+    resumed = Trainer(changed, data, out, device="cpu", progress=False, resume=True)
+    group = resumed.optimizers["generator"].param_groups[0]
+    assert group["lr"] == pytest.approx(4e-3 * 0.25) and tuple(group["betas"]) == (0.8, 0.99)
+    resumed.train(max_steps=3)
+    assert resumed.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(4e-3 * 0.125)
+    with pytest.raises(ConfigError, match="generator_optimizer_type"):
+        Trainer(tiny_config("melgan", generator_optimizer_type="RAdam"), data, out, device="cpu", resume=True)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("save_interval_steps=0", "save_interval_steps must be an integer >= 1, got 0"),
+        ("log_interval_steps=0", "log_interval_steps must be an integer >= 1"),
+        ("eval_interval_steps=-5", "eval_interval_steps must be an integer >= 1"),
+        ("batch_size=0", "batch_size must be an integer >= 1"),
+        ("batch_size=", "batch_size must be an integer >= 1, got None"),
+        ("hop_size=abc", "hop_size must be an integer >= 1, got 'abc'"),
+        ("train_max_steps=1.5", "train_max_steps must be an integer >= 1"),
+        ("keep_checkpoints=-1", "keep_checkpoints must be an integer >= 0"),
+        ("generator_params=3", "generator_params must be a mapping"),
+        ("lambda_adv=x", "lambda_adv must be a number"),
+        ("use_stft_loss=maybe", "use_stft_loss must be true or false"),
+    ],
+)
+def test_config_values_of_the_wrong_type_or_range_are_named(setting, message, tmp_path, capsys):
+    code, err = _cli(capsys, "train", "--config", "melgan", "--data", CORPUS, "--out", tmp_path / "o", "--set",
+                     setting)  # fmt: skip
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_file_and_constructor_errors_are_named(small_corpus, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampling_rate: 22050\ngenerator_params: {channels: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(bad)
+    code, err = _cli(capsys, "train", "--config", bad, "--data", CORPUS, "--out", tmp_path / "o")
+    assert code == 2 and "bad.yaml: not valid YAML" in err and len(err.strip().splitlines()) == 1, err
+    typo = tiny_config("melgan")
+    typo["generator_params"]["chanels"] = 8
+    with pytest.raises(ConfigError, match=r"generator_params.*MelGANGenerator.*chanels"):
+        Trainer(typo, small_corpus / "train", tmp_path / "o", device="cpu")
+    with pytest.raises(ConfigError, match=r"discriminator_params.*MelGANMultiScaleDiscriminator"):
+        Trainer(tiny_config("melgan", discriminator_params={"scales": "two"}), small_corpus / "train",
+                tmp_path / "o", device="cpu")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"generator_optimizer_params"):
+        Trainer(tiny_config("melgan", generator_optimizer_params={"lr": 1e-4, "betaz": 1}), small_corpus / "train",
+                tmp_path / "o", device="cpu")  # fmt: skip
+
+
+def test_unknown_top_level_keys_warn_and_dotted_overrides_set_nested_keys(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="fastgan.train"):
+        for name in ("melgan", "parallel_wavegan", "hifigan_v1", "multiband_melgan", "default_vocoder", "wavegan",
+                     "wavegan_conditional", "wavegan_controllable", "specgan", "hifigan_v2", "hifigan_v3"):  # fmt: skip
+            load_config(name)
+        pwg_keys = {"trim_silence": False, "format": "hdf5", "outdir": "exp", "version": "0.6.1", "allow_cache": True}
+        load_config("melgan", pwg_keys)
+    assert caplog.records == []  # the bundled configs and parallel_wavegan's own keys are known
+    with caplog.at_level(logging.WARNING, logger="fastgan.train"):
+        config = load_config("melgan", {"lambda_advv": 2.0})
+    assert config["lambda_adv"] == 4.0
+    assert any("lambda_advv" in r.getMessage() and "lambda_adv" in r.getMessage().split("lambda_advv", 1)[1]
+               for r in caplog.records)  # fmt: skip
+    config = load_config("melgan", {"generator_params.channels": 8, "stft_loss_params.fft_sizes": [64, 128, 32]})
+    assert config["generator_params"]["channels"] == 8 and "generator_params.channels" not in config
+    assert config["generator_params"]["upsample_scales"] == [8, 8, 2, 2]  # the rest of the mapping is kept
+    assert config["stft_loss_params"]["fft_sizes"] == [64, 128, 32]
+    with pytest.raises(ConfigError, match=r"--set hop_size\.x: hop_size is not a mapping"):
+        load_config("melgan", {"hop_size.x": 1})
+
+
+def test_features_that_do_not_fit_the_generator_are_named_at_start_up(small_corpus, tmp_path):
+    data = small_corpus / "train"
+    with pytest.raises(
+        ConfigError, match=r"hop_size=128 but .* 64 samples per frame \(generator_params\.upsample_scales"
+    ):
+        Trainer(tiny_config("melgan", hop_size=128, batch_max_steps=2048), data, tmp_path, device="cpu")
+    with pytest.raises(
+        ConfigError, match=r"hop_size=128 but .* 64 samples per frame \(generator_params\.upsample_params"
+    ):
+        Trainer(tiny_config("parallel_wavegan", hop_size=128, batch_max_steps=2048), data, tmp_path, device="cpu")
+    with pytest.raises(ConfigError, match=r"hop_size=128.*x out_channels 4"):
+        Trainer(tiny_config("multiband_melgan", hop_size=128, batch_max_steps=2048), data, tmp_path, device="cpu")
+    with pytest.raises(ConfigError, match=r"num_mels=40.*generator_params\.in_channels=20"):
+        Trainer(tiny_config("melgan", num_mels=40), data, tmp_path, device="cpu")
+    with pytest.raises(ConfigError, match=r"num_mels=40.*generator_params\.aux_channels=20"):
+        Trainer(tiny_config("parallel_wavegan", num_mels=40), data, tmp_path, device="cpu")
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (("--device", "gpu0"), "--device 'gpu0': not a device torch knows"),
+        (("--device", "cuda:7"), "--device 'cuda:7': "),
+        (("--out", "FILE"), "is a file, not a folder"),
+    ],
+)
+def test_bad_device_or_out_is_one_line(option, message, tmp_path, capsys):
+    (tmp_path / "afile").write_text("keep me")
+    args = ["train", "--config", "melgan", "--data", CORPUS, "--no-progress"]
+    out = ["--out", tmp_path / "o"] if option[0] != "--out" else ["--out", tmp_path / "afile"]
+    extra = list(option) if option[0] == "--device" else []
+    code, err = _cli(capsys, *args, *out, *extra)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_resume_with_new_loss_columns_keeps_the_history(small_corpus, tmp_path):
+    config = tiny_config("melgan", discriminator_train_start_steps=10, save_interval_steps=2)
+    data, out = small_corpus / "train", tmp_path / "run"
+    _train(config, data, out, 2)
+    old = _csv_rows(out / "losses.csv")
+    _train(config, data, out, 3, resume=True, valid=small_corpus / "valid")
+    rows = _csv_rows(out / "losses.csv")
+    assert [r["step"] for r in rows] == ["1", "2", "3"]
+    for before, after in zip(old, rows, strict=False):
+        assert after["valid_stft_distance"] == ""
+        assert {k: after[k] for k in before} == before  # every old cell kept, under its own column
+    assert rows[-1]["generator_loss"] != ""
+    _train(config, data, out, 4, resume=True)  # the column goes again: its values stay
+    rows = _csv_rows(out / "losses.csv")
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"] and "valid_stft_distance" in rows[0]
+
+
+def test_resuming_a_finished_run_names_its_checkpoint(small_corpus, tmp_path, capsys):
+    import yaml
+
+    config = tiny_config("melgan", discriminator_train_start_steps=10, train_max_steps=2)
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump({k: v for k, v in config.items() if not k.startswith("_")}))
+    out = tmp_path / "run"
+    args = ["train", "--config", config_path, "--data", small_corpus / "train", "--out", out, "--no-progress"]
+    assert _cli(capsys, *args)[0] == 0
+    from fastgan.cli import main
+
+    assert main([str(a) for a in args] + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "None" not in printed and "already at step 2" in printed and "checkpoint-2steps.pkl" in printed
+
+
+def test_a_failed_save_leaves_no_temporary_file(small_corpus, tmp_path, monkeypatch):
+    import errno
+
+    trainer = Trainer(tiny_config("melgan"), small_corpus / "train", tmp_path, device="cpu", progress=False)
+
+    def no_space(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        trainer.save_checkpoint()
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []

@@ -285,6 +285,33 @@ def test_an_unknown_device_is_one_clear_line(checkpoint, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@PLUMBING
+def test_a_fastgan_training_checkpoint_vocodes(melgan_checkpoint, speech, tmp_path, capsys):
+    """fastgan's trainer layout: config and stats inside, no config.yml beside; RNG states inside, in the earlier
+    layout as numpy's uint32 state array. The audio is the parallel_wavegan-layout model's with the same stats."""
+    state = torch.load(melgan_checkpoint, weights_only=True)
+    config = yaml.safe_load((melgan_checkpoint.parent / "config.yml").read_text())
+    mean, scale = np.full(TINY_MELS, -2.0, np.float32), np.full(TINY_MELS, 1.5, np.float32)
+    trained = tmp_path / "run" / "checkpoint-10steps.pkl"
+    trained.parent.mkdir()
+    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": (3, (1, 2), None)}
+    torch.save({**state, "config": config, "stats": {"mean": mean, "scale": scale}, "rng": rng, "steps": 10}, trained)
+    code, _, err = _run(capsys, "--checkpoint", trained, speech[0], "--out", tmp_path / "out")
+    assert code == 0, err
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    torch.save(state, reference / "checkpoint-10steps.pkl")
+    (reference / "config.yml").write_text(yaml.safe_dump(config))
+    np.save(reference / "stats.npy", np.stack([mean, scale]))
+    code, _, err = _run(
+        capsys, "--checkpoint", reference / "checkpoint-10steps.pkl", speech[0], "--out", tmp_path / "ref-out"
+    )
+    assert code == 0, err
+    ours, _ = sf.read(tmp_path / "out" / speech[0].name, dtype="float32")
+    expected, _ = sf.read(tmp_path / "ref-out" / speech[0].name, dtype="float32")
+    np.testing.assert_array_equal(ours, expected)
+
+
 # The original HiFi-GAN repository's config.json: its generator and its mel front end (natural log of the
 # magnitude mel clamped at 1e-5).
 OFFICIAL_CONFIG = {"resblock": "2", "num_mels": 80, "upsample_rates": [8, 8, 4], "upsample_kernel_sizes": [16, 16, 8],
