@@ -78,6 +78,9 @@ def default_checkpoint() -> Path:
     return found[-1]
 
 
+NOISE_SEED = 0  # Parallel WaveGAN's input noise for every file
+
+
 @dataclass
 class Vocoder:
     generator: torch.nn.Module
@@ -147,7 +150,10 @@ class Vocoder:
         c = batch.transpose(1, 2).to(self.device, self.dtype)
         g = self.generator
         if hasattr(g, "first_conv"):  # Parallel WaveGAN: noise in, context-padded features
-            z = torch.randn(c.shape[0], 1, samples, device=self.device, dtype=self.dtype)
+            # Every file gets the same seeded draw (a batch holds one length): its audio then depends on its own
+            # mel only, not on its batch mates or the run.
+            noise = torch.randn(1, 1, samples, generator=torch.Generator().manual_seed(NOISE_SEED))
+            z = noise.to(self.device, self.dtype).expand(c.shape[0], -1, -1)
             pad = int(getattr(g, "aux_context_window", 0))
             audio = g(z, torch.nn.functional.pad(c, (pad, pad), mode="replicate") if pad else c)
         else:

@@ -277,6 +277,30 @@ def test_a_file_does_not_depend_on_its_batch_mates(melgan_checkpoint, tmp_path, 
     np.testing.assert_array_equal(together_pcm, alone_pcm)
 
 
+@PLUMBING
+def test_parallel_wavegan_audio_depends_only_on_its_own_mel(tmp_path):
+    """PWG draws noise: each file gets the same seeded draw, so its audio does not depend on its batch mates
+    (nor on the run): vocoded alone, beside an equal-length mate and beside a longer one, it is the same."""
+    from fastgan.models import ParallelWaveGANGenerator
+
+    from fastgan.vocode import load_vocoder
+
+    params = dict(aux_channels=TINY_MELS, layers=4, stacks=2, residual_channels=8, gate_channels=16, skip_channels=8,
+                  upsample_params={"upsample_scales": [TINY_HOP // 4, 4]})  # fmt: skip
+    torch.manual_seed(0)
+    torch.save({"model": {"generator": ParallelWaveGANGenerator(**params).state_dict()}}, tmp_path / "pwg.pkl")
+    config = dict(sampling_rate=22050, fft_size=256, hop_size=TINY_HOP, num_mels=TINY_MELS, fmin=0, fmax=8000,
+                  generator_type="ParallelWaveGANGenerator", generator_params=params)  # fmt: skip
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+    vocoder = load_vocoder(tmp_path / "pwg.pkl")
+    a, b, a2 = (torch.from_numpy(_mel(n, seed)) for seed, n in enumerate((12, 20, 12)))
+    alone = vocoder.synthesize([a])[0]
+    torch.testing.assert_close(vocoder.synthesize([a])[0], alone, rtol=0, atol=0)  # run to run
+    together = vocoder.synthesize([a2, b, a])
+    torch.testing.assert_close(together[2], alone)  # fp32 rounding of a batched GEMM at most
+    torch.testing.assert_close(together[1], vocoder.synthesize([b])[0])
+
+
 def test_an_unknown_device_is_one_clear_line(checkpoint, tmp_path, capsys):
     code, _, err = _run(capsys, "--checkpoint", checkpoint, "--device", "foo", CORPUS / "arctic" / "arctic_a0009.wav",
                         "--out", tmp_path / "out")  # fmt: skip
