@@ -89,7 +89,7 @@ class Vocoder:
     dtype: torch.dtype
     checkpoint: Path
     npy_normalized: bool = False  # .npy inputs already normalised with the model's stats
-    min_frames: int = 1  # the fewest frames the model runs on (see probe_min_frames)
+    min_frames: int = 1  # the fewest frames the model runs on (the generator's min_frames)
     front_end: str = "parallel_wavegan"  # or "hifigan": the original HiFi-GAN repository's (uncentred) features
 
     @property
@@ -166,39 +166,6 @@ class Vocoder:
                 f"config says hop_size {self.hop_size}"
             )
         return audio[:, 0].float().cpu()
-
-    def probe_min_frames(self, limit: int = 1024) -> int:
-        """The fewest frames the model runs on, found by running it on zeros.
-
-        Reflection padding needs an input longer than the pad, wherever it sits in the network; trying
-        a few tiny inputs (doubling, then bisecting) is cheaper and surer than deriving that from each
-        architecture."""
-        failure: list[Exception] = []
-
-        def runs(frames: int) -> bool:
-            try:
-                self.synthesize([torch.zeros(frames, self.num_mels)])
-            except VocodeError:
-                raise
-            except Exception as error:  # any failure here is the model refusing this length
-                failure.append(error)
-                return False
-            return True
-
-        frames = 1
-        while not runs(frames):
-            if frames >= limit:
-                raise VocodeError(
-                    f"{self.checkpoint}: the model does not run on {frames} frames of {self.num_mels} mels (num_mels "
-                    f"from its config) on {self.device} in {str(self.dtype).replace('torch.', '')}: "
-                    f"{one_line(failure[-1])}"
-                )
-            frames *= 2
-        fails, works = frames // 2, frames
-        while works - fails > 1:
-            middle = (fails + works) // 2
-            fails, works = (fails, middle) if runs(middle) else (middle, works)
-        return works
 
 
 # The original HiFi-GAN repository's mel settings (config.json) and their MelConfig names; all are needed
@@ -283,7 +250,11 @@ def load_vocoder(checkpoint: str | os.PathLike | None = None, device: str = "cpu
     where = config_path or f"the config inside {path}"
     vocoder = Vocoder(generator, _mel_config(config, where, kind), device, DTYPES[dtype], path)
     vocoder.front_end = "hifigan" if kind == "hifigan" else "parallel_wavegan"
-    vocoder.min_frames = vocoder.probe_min_frames()
+    # Both read from the model itself (its layers give min_frames), not found by running it.
+    channels = generator._feature_channels()
+    if channels != vocoder.num_mels:
+        raise VocodeError(f"{where}: num_mels is {vocoder.num_mels}, but the model takes {channels} mel channels")
+    vocoder.min_frames = int(generator.min_frames)
     return vocoder
 
 

@@ -188,6 +188,18 @@ def melgan_checkpoint(tmp_path_factory) -> Path:
     return folder / "checkpoint-10steps.pkl"
 
 
+def test_a_config_whose_num_mels_the_model_does_not_take_is_named(melgan_checkpoint, tmp_path):
+    from fastgan.vocode import VocodeError, load_vocoder
+
+    (tmp_path / "c.pkl").write_bytes(melgan_checkpoint.read_bytes())
+    config = yaml.safe_load((melgan_checkpoint.parent / "config.yml").read_text())
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(dict(config, num_mels=TINY_MELS + 1)))
+    with pytest.raises(
+        VocodeError, match=rf"num_mels is {TINY_MELS + 1}, but the model takes {TINY_MELS} mel channels"
+    ):
+        load_vocoder(tmp_path / "c.pkl")
+
+
 def _mel(frames: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(-2.0, 1.0, (frames, TINY_MELS)).astype(np.float32)
 
