@@ -196,14 +196,6 @@ def _mel_config(config: dict, where: object, kind: str = "parallel_wavegan"):
         raise VocodeError(f"{where}: cannot build the model's mel front end: {one_line(error)}") from error
 
 
-def _load_weights_only(path: Path):
-    """``torch.load(weights_only=True)``, also admitting plain numpy arrays (feature statistics): they
-    rebuild from bytes and a dtype, no code runs."""
-    from fastgan.checkpoints import load_weights_only
-
-    return load_weights_only(path)
-
-
 def _register_stats(generator: torch.nn.Module, stats) -> None:
     if isinstance(stats, dict) and "mean" in stats and "scale" in stats:
         for name in ("mean", "scale"):
@@ -218,7 +210,13 @@ def load_vocoder(checkpoint: str | os.PathLike | None = None, device: str = "cpu
     beside it) and fastgan's exported default (the same with ``config`` and ``stats`` inside), always
     with ``torch.load(weights_only=True)``.
     """
-    from fastgan.checkpoints import CONFIG_NAMES, _generator_from_checkpoint, _read_config, checkpoint_format
+    from fastgan.checkpoints import (
+        CONFIG_NAMES,
+        _generator_from_checkpoint,
+        _read_config,
+        checkpoint_format,
+        load_weights_only,
+    )
 
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if dtype not in DTYPES:
@@ -232,7 +230,7 @@ def load_vocoder(checkpoint: str | os.PathLike | None = None, device: str = "cpu
     if not path.is_file():
         raise VocodeError(f"{path}: no such checkpoint file")
     try:
-        raw = _load_weights_only(path)
+        raw = load_weights_only(path)
         kind = checkpoint_format(path, raw)
         # fastgan's exported default carries its config (and stats) inside; otherwise the file beside it.
         inside = raw.get("config") if isinstance(raw.get("config"), dict) else None
