@@ -57,13 +57,18 @@ def without_autocast(tensor: torch.Tensor):
     return contextlib.nullcontext()
 
 
+def one_line(error: object) -> str:
+    """An error's message on one line (library messages, YAML's marks, OS errors can span several), or its type."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def usable_device(device: str | torch.device, what: str = "--device") -> torch.device:
     """``device`` as a torch.device that can hold tensors here, or a one-line ValueError naming it (``what``
     says where it came from): torch's own errors for these come from deep inside it, at first use."""
     try:
         device = torch.device(device)
     except (RuntimeError, ValueError, TypeError) as error:
-        raise ValueError(f"{what} {device!r}: not a device torch knows ({' '.join(str(error).split())})") from None
+        raise ValueError(f"{what} {device!r}: not a device torch knows ({one_line(error)})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{what} {str(device)!r}: CUDA is not available here")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

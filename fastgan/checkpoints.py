@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from fastgan._checks import one_line
+
 PWG_GENERATORS = ("ParallelWaveGANGenerator", "MelGANGenerator", "HiFiGANGenerator")
 
 
@@ -51,9 +53,9 @@ def _read_yaml(path: Path) -> dict:
             f"{path}: the config holds a Python object tag that a safe loader refuses ({error.problem})"
         ) from error
     except yaml.YAMLError as error:
-        raise CheckpointError(f"{path}: not valid YAML ({_one_line(error)})") from error
+        raise CheckpointError(f"{path}: not valid YAML ({one_line(error)})") from error
     except (OSError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: cannot read the config ({_one_line(error)})") from error
+        raise CheckpointError(f"{path}: cannot read the config ({one_line(error)})") from error
     return _check_mapping(config, path)
 
 
@@ -64,7 +66,7 @@ def _read_json(path: Path) -> dict:
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path}: not valid JSON ({error})") from error
     except (OSError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: cannot read the config ({_one_line(error)})") from error
+        raise CheckpointError(f"{path}: cannot read the config ({one_line(error)})") from error
     return _check_mapping(config, path)
 
 
@@ -72,11 +74,6 @@ def _check_mapping(config, path: Path) -> dict:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: expected a mapping of settings, got {type(config).__name__}")
     return config
-
-
-def _one_line(error: object) -> str:
-    """Library messages (YAML's marks, OS errors) can span several lines; errors here are one line."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _read_config(config, checkpoint: Path, default_name: str) -> tuple[dict, Path | None]:
@@ -125,11 +122,11 @@ def _torch_load(path: Path, map_location) -> object:
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: not loadable with torch.load(weights_only=True) — it holds objects other than tensors and "
-            f"plain containers, and fastgan does not run code from checkpoints ({_one_line(error)})"
+            f"plain containers, and fastgan does not run code from checkpoints ({one_line(error)})"
         ) from error
     except Exception as error:  # torn zip archives, legacy pickles cut short, junk: torch raises many types
         raise CheckpointError(
-            f"{path}: not a readable torch checkpoint ({type(error).__name__}: {_one_line(error)})"
+            f"{path}: not a readable torch checkpoint ({type(error).__name__}: {one_line(error)})"
         ) from error
 
 

@@ -13,11 +13,12 @@ def backend_problem() -> str | None:
     the ops read it only when they first run (and a command's own error handling would then blame something else).
     """
     from fastgan import _backend
+    from fastgan._checks import one_line
 
     try:
         _backend.get_backend()
     except ValueError as error:
-        return f"FASTGAN_BACKEND={os.environ.get('FASTGAN_BACKEND', '')!r}: {' '.join(str(error).split())}"
+        return f"FASTGAN_BACKEND={os.environ.get('FASTGAN_BACKEND', '')!r}: {one_line(error)}"
     return None
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastgan._checks import usable_device
+from fastgan._checks import one_line, usable_device
 from fastgan.audio import MelConfig, num_frames
 
 __all__ = [
@@ -433,9 +433,7 @@ def preprocess(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(
-            f"preprocess: cannot create the output folder {out} ({' '.join(str(error).split())})"
-        ) from None
+        raise ValueError(f"preprocess: cannot create the output folder {out} ({one_line(error)})") from None
     stats_name = "stats.h5" if fmt == "hdf5" else "stats.npy"
     ids = _utterance_ids(files, reserved=("stats",) if fmt == "hdf5" else ())
     melspec = LogMelSpectrogram(mel).to(device)
@@ -472,7 +470,7 @@ def preprocess(
                     np.save(target, data, allow_pickle=False)
                     written.append(target)
         except OSError as error:  # a full disk, an unwritable folder: one line; what was written stays
-            raise ValueError(f"preprocess: cannot write {target} ({' '.join(str(error).split())})") from None
+            raise ValueError(f"preprocess: cannot write {target} ({one_line(error)})") from None
         feats_all.append(feats)
         used[utt] = os.fspath(path)
     if not feats_all:
@@ -481,7 +479,7 @@ def preprocess(
     try:
         save_stats(stats_path, compute_stats(feats_all))
     except OSError as error:
-        raise ValueError(f"preprocess: cannot write {stats_path} ({' '.join(str(error).split())})") from None
+        raise ValueError(f"preprocess: cannot write {stats_path} ({one_line(error)})") from None
     written.append(stats_path)
     return {
         "utterances": len(feats_all),

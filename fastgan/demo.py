@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastgan._checks import usable_device
+from fastgan._checks import one_line, usable_device
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data" / "corpus"
@@ -55,7 +55,7 @@ def vocode_corpus(out: Path, device: str) -> bool:
     try:
         vocoder = vocode.load_vocoder(None, device)
     except vocode.VocodeError as error:
-        print(f"NOT DONE: {vocode.one_line(error)}")
+        print(f"NOT DONE: {one_line(error)}")
         return False
     print(f"model: {type(vocoder.generator).__name__} from {vocoder.checkpoint}")
     inputs = _held_out()

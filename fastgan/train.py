@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from fastgan import losses as L
-from fastgan._checks import usable_device
+from fastgan._checks import one_line, usable_device
 from fastgan.audio import LogMelSpectrogram, MelConfig, MelStats, compute_stats, load_stats, normalize, save_stats
 from fastgan.checkpoints import CheckpointError, _load_state
 
@@ -262,7 +262,7 @@ def load_config(path: str | os.PathLike | dict, overrides: dict | None = None) -
         try:
             raw = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"{name}: not valid YAML ({' '.join(str(error).split())})") from error
+            raise ConfigError(f"{name}: not valid YAML ({one_line(error)})") from error
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"{name}: cannot read the config ({error})") from error
         if not isinstance(raw, dict):
@@ -301,7 +301,7 @@ def _build(cls, params: dict, key: str, source: str, *args):
     try:
         return cls(*args, **params)
     except (TypeError, ValueError, AssertionError, KeyError) as error:
-        message = " ".join(str(error).split()) or type(error).__name__
+        message = one_line(error)
         raise ConfigError(f"{source}: {key} do not fit {cls.__name__}: {message}") from error
 
 
@@ -434,7 +434,7 @@ def _read_checkpoint(path: Path) -> dict:
     try:
         state = load_weights_only(path)
     except Exception as error:  # torn zip archives, truncated pickles, objects other than weights: many types
-        fail(f"not a readable checkpoint ({type(error).__name__}: {' '.join(str(error).split())[:300]})", error)
+        fail(f"not a readable checkpoint ({type(error).__name__}: {one_line(error)[:300]})", error)
     if not isinstance(state, dict):
         fail(f"not a training checkpoint (a {type(state).__name__}, not a dict)")
     return state
@@ -1322,7 +1322,7 @@ def _parse_overrides(items: list[str]) -> dict:
         try:
             overrides[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as error:
-            raise ConfigError(f"--set {item}: the value is not valid YAML ({' '.join(str(error).split())})") from error
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({one_line(error)})") from error
     return overrides
 
 
@@ -1341,7 +1341,7 @@ def _cmd_train(args) -> int:
         )
         summary = trainer.train(max_steps=args.steps)
     except (ConfigError, NonFiniteLossError, FileNotFoundError, ValueError) as error:
-        print(f"fastgan train: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"fastgan train: error: {one_line(error)}", file=sys.stderr)
         return 2
     if trainer.is_main and summary["trained_steps"] == 0 and summary["steps"] >= summary["end"]:
         limit = "train_max_steps" if summary["end"] == config["train_max_steps"] else "--steps"

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastgan._checks import usable_device
+from fastgan._checks import one_line, usable_device
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
@@ -54,11 +54,6 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 class VocodeError(Exception):
     """A problem with one input (or the model) that is reported as one line."""
-
-
-def one_line(error: object) -> str:
-    """An error message on one line (library messages can span several)."""
-    return " ".join(str(error).split())
 
 
 def default_checkpoint() -> Path:
