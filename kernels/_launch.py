@@ -61,9 +61,9 @@ def _fix_interpreter_scalar_index() -> None:
         return
     from triton.runtime import interpreter
 
-    original = interpreter._patch_lang_tensor
-    if getattr(original, "_fastgan_fixed", False):
-        return
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None or getattr(original, "_fastgan_fixed", False):
+        return  # another Triton release: its interpreter has no such hook (and may not need one)
 
     def patched(tensor, scope):
         original(tensor, scope)
