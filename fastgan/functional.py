@@ -52,14 +52,19 @@ def leaky_dilated_residual(
     ``out = z + residual``; ``residual = shortcut_weight @ x + shortcut_bias`` (a (C, C, 1) 1x1
     conv, MelGAN) or ``x``. ``padding`` ("reflect", "replicate", "zeros") pads ``leaky(x)``
     for the dilated conv: both sides by (k - 1) * dilation / 2, or all on the left when ``causal``.
-    ``x`` (B, C, T) and every weight share one float dtype (fp32/fp16/bf16) and device.
+    ``x`` (B, C, T) and every weight share one float dtype (fp32/fp16/bf16) and device; under
+    torch.autocast all are cast to the autocast dtype first, as for the convolutions it replaces.
     """
     from fastgan.ops import residual_block as op
 
-    return op.leaky_dilated_residual(
-        x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
-        float(negative_slope), int(dilation), padding, bool(causal),
-    )  # fmt: skip
+    x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias = autocast_inputs(
+        x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias
+    )
+    with without_autocast(x):
+        return op.leaky_dilated_residual(
+            x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
+            float(negative_slope), int(dilation), padding, bool(causal),
+        )  # fmt: skip
 
 
 def conv_transpose1d(

@@ -64,20 +64,12 @@ def _dtypes_match(x: torch.Tensor, tensors) -> bool:
 
 
 def _step(x, tensors, slope: float, dilation: int, padding: str, causal: bool, keep_dtype: bool = False):
-    """One fused step. Under autocast it runs in the autocast dtype, as the convs would; with
+    """One fused step (under autocast it runs in the autocast dtype, as the convs would); with
     ``keep_dtype`` the result is cast back to x's dtype, as parallel_wavegan's ``conv(x) + x`` promotes."""
-    device_type = x.device.type
-    if torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
-        tensors = [None if t is None else t.to(dtype) for t in tensors]
-        with torch.autocast(device_type, enabled=False):
-            out = functional.leaky_dilated_residual(
-                x.to(dtype), *tensors, negative_slope=slope, dilation=dilation, padding=padding, causal=causal
-            )
-        return out.to(x.dtype) if keep_dtype else out
-    return functional.leaky_dilated_residual(
+    out = functional.leaky_dilated_residual(
         x, *tensors, negative_slope=slope, dilation=dilation, padding=padding, causal=causal
     )
+    return out.to(x.dtype) if keep_dtype else out
 
 
 class ResidualStack(nn.Module):
