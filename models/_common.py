@@ -4,6 +4,7 @@ inference, de-normalisation statistics, and the (frames, features) ``inference``
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Iterable
 
@@ -215,3 +216,32 @@ class GeneratorMixin:
                 raise ValueError(f"{where}: normalize_before needs register_stats first")
             c = (c - self.mean) / self.scale
         return c.transpose(1, 0).unsqueeze(0)
+
+
+def check_num_classes(owner: str, num_classes: int | None) -> None:
+    """A conditional model needs at least two classes (None: unconditional)."""
+    integral = isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool)
+    if num_classes is not None and (not integral or num_classes < 2):
+        raise ValueError(f"{owner}: num_classes must be an integer >= 2, got {num_classes!r}")
+
+
+def checked_labels(owner: nn.Module, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    """``labels`` as a conditional model's embedding needs them: (batch,) integers in [0, owner.num_classes),
+    None for an unconditional model (``owner.num_classes`` None); anything else is a clear error (an
+    out-of-range index would be an IndexError on CPU and a device-side assert on CUDA)."""
+    name, classes = type(owner).__name__, owner.num_classes
+    if classes is None:
+        if labels is not None:
+            raise ValueError(f"{name}: labels given, but the model was built without num_classes")
+        return None
+    if labels is None:
+        raise ValueError(f"{name}: this model is conditional (num_classes set): pass labels")
+    if not isinstance(labels, torch.Tensor) or labels.shape != (batch,) or labels.is_floating_point():
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        dtype = f" {labels.dtype}" if isinstance(labels, torch.Tensor) else ""
+        raise ValueError(f"{name}: labels must be ({batch},) integers, one per example, got{dtype} {shape}")
+    if not torch.compiler.is_compiling() and bool(((labels < 0) | (labels >= classes)).any()):
+        raise ValueError(
+            f"{name}: labels must be in [0, {classes}), got values {labels.min().item()}..{labels.max().item()}"
+        )
+    return labels

@@ -20,6 +20,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from fastgan.models._common import check_num_classes, checked_labels
 from torch import nn
 
 SPEC_SIZE = 128
@@ -39,6 +40,8 @@ class SpecGANGenerator(nn.Module):
     ):
         super().__init__()
         self.latent_dim = latent_dim
+        check_num_classes("SpecGANGenerator", num_classes)
+        self.num_classes = num_classes
         d = model_size
         self.embedding = nn.Embedding(num_classes, embedding_dim) if num_classes is not None else None
         cond_dim = embedding_dim if num_classes is not None else 0
@@ -55,9 +58,8 @@ class SpecGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"SpecGANGenerator: z must be (batch, {self.latent_dim}), got shape {tuple(z.shape)}")
-        if self.embedding is not None:
-            if labels is None:
-                raise ValueError("SpecGANGenerator: this generator is conditional (num_classes set): pass labels")
+        labels = checked_labels(self, labels, z.shape[0])
+        if labels is not None:
             z = torch.cat([z, self.embedding(labels)], dim=1)
         x = F.relu(self.dense(z).view(z.shape[0], -1, 4, 4))
         last = len(self.upconvs) - 1
@@ -83,6 +85,8 @@ class SpecGANDiscriminator(nn.Module):
         self.negative_slope = negative_slope
         self.channels = channels
         features = 4 * 4 * 16 * d
+        check_num_classes("SpecGANDiscriminator", num_classes)
+        self.num_classes = num_classes
         self.dense = nn.Linear(features, 1)
         self.projection = nn.Embedding(num_classes, features) if num_classes is not None else None
 
@@ -96,11 +100,8 @@ class SpecGANDiscriminator(nn.Module):
             x = F.leaky_relu(conv(x), self.negative_slope)
         features = x.flatten(1)
         logits = self.dense(features)
-        if self.projection is not None:
-            if labels is None:
-                raise ValueError(
-                    "SpecGANDiscriminator: this discriminator is conditional (num_classes set): pass labels"
-                )
+        labels = checked_labels(self, labels, x.shape[0])
+        if labels is not None:
             logits = logits + (self.projection(labels) * features).sum(dim=1, keepdim=True)
         return logits
 

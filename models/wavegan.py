@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from fastgan.models._common import check_num_classes, checked_labels
 from torch import nn
 
 from fastgan.nn import ConvTranspose1d, PhaseShuffle
@@ -68,9 +69,8 @@ class WaveGANGenerator(nn.Module):
         d = model_size
         self.embedding = None
         cond_dim = 0
+        check_num_classes("WaveGANGenerator", num_classes)
         if num_classes is not None:
-            if num_classes < 2:
-                raise ValueError(f"WaveGANGenerator: num_classes must be >= 2, got {num_classes}")
             self.embedding = nn.Embedding(num_classes, embedding_dim)
             cond_dim = embedding_dim
         self.dense = nn.Linear(latent_dim + cond_dim, INITIAL_LENGTH * multipliers[0] * d)
@@ -91,12 +91,9 @@ class WaveGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"WaveGANGenerator: z must be (batch, {self.latent_dim}), got shape {tuple(z.shape)}")
-        if self.embedding is not None:
-            if labels is None:
-                raise ValueError("WaveGANGenerator: this generator is conditional (num_classes set): pass labels")
-            z = torch.cat([z, self.embedding(_checked_labels(self, labels, z.shape[0]))], dim=1)
-        elif labels is not None:
-            raise ValueError("WaveGANGenerator: labels given, but the generator was built without num_classes")
+        labels = checked_labels(self, labels, z.shape[0])
+        if labels is not None:
+            z = torch.cat([z, self.embedding(labels)], dim=1)
         return self.upsample(self.dense(z).view(z.shape[0], -1, INITIAL_LENGTH))
 
     def upsample(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,21 +101,6 @@ class WaveGANGenerator(nn.Module):
         for upconv in self.upconvs:
             x = upconv(x)  # relu(x) on load, then the transposed conv
         return torch.tanh(x)
-
-
-def _checked_labels(owner: nn.Module, labels: torch.Tensor, batch: int) -> torch.Tensor:
-    """``labels`` as the embedding needs them: (batch,) integers in [0, num_classes), else a clear error
-    (an out-of-range index is an IndexError on CPU and a device-side assert on CUDA)."""
-    name, classes = type(owner).__name__, owner.num_classes
-    if not isinstance(labels, torch.Tensor) or labels.shape != (batch,) or labels.is_floating_point():
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        dtype = f" {labels.dtype}" if isinstance(labels, torch.Tensor) else ""
-        raise ValueError(f"{name}: labels must be ({batch},) integers, one per example, got{dtype} {shape}")
-    if not torch.compiler.is_compiling() and bool(((labels < 0) | (labels >= classes)).any()):
-        raise ValueError(
-            f"{name}: labels must be in [0, {classes}), got values {labels.min().item()}..{labels.max().item()}"
-        )
-    return labels
 
 
 class _WaveGANConvStack(nn.Module):
@@ -173,24 +155,15 @@ class WaveGANDiscriminator(nn.Module):
         self.body = _WaveGANConvStack(model_size, slice_len, channels, phase_shuffle, negative_slope)
         self.dense = nn.Linear(self.body.features, 1)
         self.num_classes = num_classes
-        self.projection = None
-        if num_classes is not None:
-            if num_classes < 2:
-                raise ValueError(f"WaveGANDiscriminator: num_classes must be >= 2, got {num_classes}")
-            self.projection = nn.Embedding(num_classes, self.body.features)
+        check_num_classes("WaveGANDiscriminator", num_classes)
+        self.projection = nn.Embedding(num_classes, self.body.features) if num_classes is not None else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         features = self.body(x)
         logits = self.dense(features)
-        if self.projection is not None:
-            if labels is None:
-                raise ValueError(
-                    "WaveGANDiscriminator: this discriminator is conditional (num_classes set): pass labels"
-                )
-            labels = _checked_labels(self, labels, x.shape[0])
+        labels = checked_labels(self, labels, x.shape[0])
+        if labels is not None:
             logits = logits + (self.projection(labels) * features).sum(dim=1, keepdim=True)
-        elif labels is not None:
-            raise ValueError("WaveGANDiscriminator: labels given, but the discriminator was built without num_classes")
         return logits
 
 
@@ -208,8 +181,9 @@ class WaveGANClassifier(nn.Module):
         negative_slope: float = 0.2,
     ):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"WaveGANClassifier: num_classes must be >= 2, got {num_classes}")
+        if num_classes is None:
+            raise ValueError("WaveGANClassifier: num_classes must be an integer >= 2, got None")
+        check_num_classes("WaveGANClassifier", num_classes)
         self.num_classes = num_classes
         self.body = _WaveGANConvStack(model_size, slice_len, channels, 0, negative_slope)
         self.dense = nn.Linear(self.body.features, num_classes)

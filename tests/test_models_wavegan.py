@@ -253,6 +253,28 @@ class TestSpecGAN:
         with pytest.raises(ValueError, match=r"x must be \(batch, 1, 128, 128\)"):
             discriminator(torch.randn(2, 1, 64, 64), labels)
 
+    def test_bad_labels(self):
+        # As WaveGAN's: a clear error instead of an IndexError (a device-side assert on CUDA) or ignored labels.
+        z = torch.rand(2, 100)
+        with pytest.raises(ValueError, match="SpecGANGenerator: labels given, but the model was built without"):
+            SpecGANGenerator(model_size=SMALL)(z, torch.tensor([0, 1]))
+        conditional = SpecGANGenerator(model_size=SMALL, num_classes=3)
+        with pytest.raises(ValueError, match="pass labels"):
+            conditional(z)
+        with pytest.raises(ValueError, match=r"SpecGANGenerator: labels must be in \[0, 3\), got values 1\.\.3"):
+            conditional(z, torch.tensor([1, 3]))
+        with pytest.raises(ValueError, match=r"labels must be \(2,\) integers, one per example, got torch.float32"):
+            conditional(z, torch.tensor([0.0, 1.0]))
+        spec = torch.randn(2, 1, 128, 128)
+        with pytest.raises(ValueError, match="SpecGANDiscriminator: labels given, but the model was built without"):
+            SpecGANDiscriminator(model_size=SMALL)(spec, torch.tensor([0, 1]))
+        with pytest.raises(ValueError, match=r"SpecGANDiscriminator: labels must be in \[0, 3\), got values -1\.\.0"):
+            SpecGANDiscriminator(model_size=SMALL, num_classes=3)(spec, torch.tensor([-1, 0]))
+        for model in (SpecGANGenerator, SpecGANDiscriminator, WaveGANGenerator, WaveGANDiscriminator):
+            for bad in (1, 2.5, True):
+                with pytest.raises(ValueError, match=rf"{model.__name__}: num_classes must be an integer >= 2"):
+                    model(model_size=SMALL, num_classes=bad)
+
     def test_transform_normalises_and_griffin_lim_inverts(self):
         time = torch.arange(16384) / 16000
         waves = torch.stack(
