@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 import fastgan.ops  # noqa: F401  (registers torch.ops.fastgan.*)
@@ -206,3 +208,29 @@ def stft_loss(
         x, y, fft_size, hop_size, win_length, window, eps=eps, mel_basis=mel_basis, grad_target=grad_target
     )
     return sc, log_mag
+
+
+def multi_resolution_stft_loss(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    fft_sizes: Sequence[int] = (1024, 2048, 512),
+    hop_sizes: Sequence[int] = (120, 240, 50),
+    win_lengths: Sequence[int] = (600, 1200, 240),
+    window: str = "hann_window",
+    *,
+    eps: float = 1e-7,
+    grad_target: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """parallel_wavegan's multi-resolution STFT loss: ``(sc_loss, mag_loss)``, each the mean over resolutions of
+    :func:`stft_loss`'s terms; the functional form of :class:`fastgan.nn.MultiResolutionSTFTLoss` (its default mode)."""
+    resolutions = list(zip(fft_sizes, hop_sizes, win_lengths, strict=False))
+    if not resolutions or not len(fft_sizes) == len(hop_sizes) == len(win_lengths):
+        raise ValueError(
+            "multi_resolution_stft_loss: fft_sizes, hop_sizes and win_lengths must be non-empty and of one length, "
+            f"got {len(fft_sizes)}, {len(hop_sizes)}, {len(win_lengths)}"
+        )
+    sc_loss, mag_loss = 0.0, 0.0
+    for fft_size, hop_size, win_length in resolutions:
+        sc, log_mag = stft_loss(x, y, fft_size, hop_size, win_length, window, eps=eps, grad_target=grad_target)
+        sc_loss, mag_loss = sc_loss + sc, mag_loss + log_mag
+    return sc_loss / len(resolutions), mag_loss / len(resolutions)

@@ -154,6 +154,26 @@ def test_mb_melgan_subband_resolutions_match_parallel_wavegan(grad_target):
     against_oracle(ours, oracle, x, y, grad_target=grad_target)
 
 
+@CONFIGS
+def test_functional_multi_resolution_form_is_the_module(config):
+    # The same op calls in the same order: equal values and gradients, bit for bit (the module is checked
+    # against parallel_wavegan above).
+    x, y = signals((2, LENGTH), seed=4, dtype=torch.float32)
+    results = []
+    for loss in (
+        fastgan.nn.MultiResolutionSTFTLoss(**config).to(DEVICE),
+        fastgan.functional.multi_resolution_stft_loss,
+    ):
+        xg = x.clone().requires_grad_()
+        sc, mag = loss(xg, y) if isinstance(loss, torch.nn.Module) else loss(xg, y, **config)
+        (sc + 2 * mag).backward()
+        results.append((sc, mag, xg.grad))
+    for ours, module in zip(*results, strict=True):
+        torch.testing.assert_close(ours, module, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="must be non-empty and of one length, got 2, 3, 3"):
+        fastgan.functional.multi_resolution_stft_loss(x, y, [64, 32], [16, 8, 4], [64, 32, 16])
+
+
 def test_target_is_detached_by_default():
     x, y = signals((2, LENGTH), seed=3, dtype=torch.float32)
     x.requires_grad_()
