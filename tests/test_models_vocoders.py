@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import fastgan.nn
 from fastgan.nn import PQMF
 from tests.conftest import DEVICE, INTERPRETER
 from tests.oracle import parallel_wavegan
@@ -521,3 +522,31 @@ class TestInputErrors:
             pqmf(torch.ones(1, 1, 64, dtype=torch.complex64))
         x = torch.randn(1, 1, 64, dtype=torch.float64)
         assert pqmf.analysis(x).dtype == torch.float64  # any float dtype: the filters follow it
+
+
+DROP_INS = {
+    "layers": ["ResidualStack", "HiFiGANResidualBlock", "WaveNetResidualBlock", "UpsampleNetwork",
+               "ConvInUpsampleNetwork", "PQMF"],
+    "losses": ["STFTLoss", "MultiResolutionSTFTLoss"],
+    "models": ["MelGANGenerator", "MelGANDiscriminator", "MelGANMultiScaleDiscriminator", "ParallelWaveGANGenerator",
+               "ParallelWaveGANDiscriminator", "HiFiGANGenerator", "HiFiGANMultiPeriodDiscriminator",
+               "HiFiGANMultiScaleDiscriminator", "HiFiGANMultiScaleMultiPeriodDiscriminator"],
+}  # fmt: skip
+
+
+@pytest.mark.reference  # signatures only: nothing runs a kernel
+@pytest.mark.parametrize("name", [f"{where}.{name}" for where, names in DROP_INS.items() for name in names])
+def test_drop_in_constructor_matches_parallel_wavegan(name):
+    # Swapping the import must keep every call working: parallel_wavegan's arguments, in its order, with its
+    # defaults (fastgan's own options come after them, keyword-only).
+    import inspect
+
+    where, class_name = name.split(".")
+    ours = getattr(fastgan.nn if where != "models" else models, class_name)
+    theirs = getattr(parallel_wavegan(where), class_name)
+    ours_params = list(inspect.signature(ours.__init__).parameters.values())
+    theirs_params = list(inspect.signature(theirs.__init__).parameters.values())
+    shared = [(p.name, p.default) for p in ours_params[: len(theirs_params)]]
+    assert shared == [(p.name, p.default) for p in theirs_params]
+    extra = ours_params[len(theirs_params) :]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra), [p.name for p in extra]

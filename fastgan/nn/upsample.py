@@ -89,7 +89,7 @@ class UpsampleNetwork(nn.Module):
         self,
         upsample_scales,
         nonlinear_activation: str | None = None,
-        nonlinear_activation_params: dict | None = None,
+        nonlinear_activation_params: dict = {},  # noqa: B006 (parallel_wavegan's signature; copied, never mutated)
         interpolate_mode: str = "nearest",
         freq_axis_kernel_size: int = 1,
         use_causal_conv: bool = False,
@@ -235,7 +235,7 @@ class ConvInUpsampleNetwork(nn.Module):
         self,
         upsample_scales,
         nonlinear_activation: str | None = None,
-        nonlinear_activation_params: dict | None = None,
+        nonlinear_activation_params: dict = {},  # noqa: B006 (parallel_wavegan's signature; copied, never mutated)
         interpolate_mode: str = "nearest",
         freq_axis_kernel_size: int = 1,
         aux_channels: int = 80,
