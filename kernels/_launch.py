@@ -44,6 +44,16 @@ def half_precision_dots(tensor: torch.Tensor) -> bool:
     return not (tensor.dtype == torch.bfloat16 and tensor.device.type == "cpu")
 
 
+def contiguous(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """The given tensors, each made contiguous (the same tensor when it already is; None stays None).
+
+    For the tensors a kernel indexes by position alone, ignoring their strides (biases, shift
+    vectors, ...): a launcher passes them through this where it receives them, so that a strided
+    view (``b[::2]``, a column of a matrix) reads the right elements instead of its neighbours'.
+    """
+    return tuple(None if tensor is None else tensor.contiguous() for tensor in tensors)
+
+
 def next_power_of_2(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, next_power_of_2
+from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, contiguous, next_power_of_2
 
 # One tile holds TILE_ELEMENTS samples: BLOCK_T along time (a power of two in [16, 1024]) and
 # TILE_ELEMENTS // BLOCK_T channels, so short late-layer signals still fill a program.
@@ -125,6 +125,7 @@ def _grid(batch: int, channels: int, length: int) -> tuple[tuple[int, int], int,
 
 def phase_shuffle_forward(x: torch.Tensor, shifts: torch.Tensor, negative_slope: float | None) -> torch.Tensor:
     """Launch the forward kernel. ``x``: (B, C, T) float; ``shifts``: (B,) int64 with |shift| < T."""
+    (shifts,) = contiguous(shifts)  # indexed by example (x: by its strides)
     batch, channels, length = x.shape
     out = torch.empty((batch, channels, length), dtype=x.dtype, device=x.device)
     if out.numel() == 0:
@@ -142,6 +143,7 @@ def phase_shuffle_backward(
     grad_out: torch.Tensor, x: torch.Tensor | None, shifts: torch.Tensor, negative_slope: float | None
 ) -> torch.Tensor:
     """Launch the backward kernel; ``x`` is read only for the LeakyReLU's gradient."""
+    (shifts,) = contiguous(shifts)  # indexed by example (grad_out and x: by their strides)
     batch, channels, length = grad_out.shape
     grad_x = torch.empty((batch, channels, length), dtype=grad_out.dtype, device=grad_out.device)
     if grad_x.numel() == 0:

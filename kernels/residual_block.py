@@ -54,7 +54,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, half_precision_dots, next_power_of_2
+from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, contiguous, half_precision_dots, next_power_of_2
 
 from fastgan.references.residual_block import pad_amounts
 
@@ -458,6 +458,7 @@ def _two_conv_block_t(batch: int, length: int, dtype: torch.dtype) -> int:
 def leaky_dilated_residual_forward(x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
                                    negative_slope, dilation, padding, causal):  # fmt: skip
     """Launch the forward of one step (see fastgan.references.residual_block for the computation)."""
+    bias1, bias2, shortcut_bias = contiguous(bias1, bias2, shortcut_bias)  # the kernels index biases by channel
     batch, channels, length = x.shape
     pad = PAD_CODES[padding]
     left = pad_amounts(weight1.shape[2], dilation, causal)[0]
@@ -527,6 +528,7 @@ def _weight_grad(grad, inp, taps, *, act, pad=ZEROS, slope=0.0, dilation=1, left
 def leaky_dilated_residual_backward(grad_out, x, weight1, bias1, weight2, bias2, shortcut_weight, shortcut_bias,
                                     negative_slope, dilation, padding, causal):  # fmt: skip
     """Gradients for (x, w1, b1, w2, b2, ws, bs), None where the tensor is absent."""
+    (bias1,) = contiguous(bias1)  # read by z's recompute, indexed by channel (grad_out and x: by their strides)
     pad = PAD_CODES[padding]
     taps = weight1.shape[2]
     left = pad_amounts(taps, dilation, causal)[0]

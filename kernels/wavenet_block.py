@@ -37,7 +37,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, half_precision_dots
+from fastgan.kernels._launch import TRITON_DTYPE_NAMES, KernelSpec, contiguous, half_precision_dots
 
 SQRT_HALF = math.sqrt(0.5)
 # Output-channel block (H, R <= CH; S is streamed) -> (half-precision time tile, fp32 time tile, warps).
@@ -359,6 +359,7 @@ def _bias(bias: torch.Tensor | None, size: int, like: torch.Tensor) -> torch.Ten
 
 def wavenet_block_forward(x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip, skip_sum, dilation, causal):
     """Launch the fused forward: returns (x_out, skip [+ skip_sum]), both contiguous."""
+    b_conv, b_out, b_skip = contiguous(b_conv, b_out, b_skip)  # the kernels index biases by channel
     batch, residual, length = x.shape
     gate, _, kernel_size = w_conv.shape
     half = gate // 2
@@ -414,6 +415,7 @@ def wavenet_block_backward(
     grad_x_out, grad_skip, x, c, w_conv, b_conv, w_aux, w_out, b_out, w_skip, b_skip, dilation, causal
 ):
     """Launch the backward kernels; returns the gradients by name (None for inputs that were None)."""
+    (b_conv,) = contiguous(b_conv)  # read by the gate's recompute, indexed by channel
     batch, residual, length = x.shape
     gate, _, kernel_size = w_conv.shape
     half = gate // 2

@@ -60,7 +60,8 @@ def make_inputs(batch, c_in, c_out, k, length, dtype=torch.float32, bias=True, g
 
 
 def run_op(x, weight, bias, geometry, slope, grad_out):
-    leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in (x, weight, bias)]
+    # detach, not clone: the leaves keep the tensors' layouts (clone makes a non-dense view, e.g. b[::2], contiguous)
+    leaves = [t.detach().requires_grad_() if t is not None else None for t in (x, weight, bias)]
     out = conv_transpose1d(leaves[0], leaves[1], leaves[2], *geometry[1:], negative_slope=slope)
     out.backward(grad_out)
     return out, *[t.grad if t is not None else None for t in leaves]
@@ -145,6 +146,18 @@ def test_non_contiguous_input_and_gradient():
     weight_t = weight.transpose(0, 1).contiguous().transpose(0, 1)
     assert not weight_t.is_contiguous()
     check_parity(x, weight_t, bias, geometry, None, grad_out=grad_out)
+
+
+def test_strided_bias_and_weight_and_expanded_gradient():
+    # A strided bias and weight (every other element of wider buffers) and grad_out expanded (stride 0 over
+    # batch and time, as autograd hands out for out.sum()).
+    geometry = melgan_layer(2)
+    x, weight, bias = make_inputs(2, 16, 16, geometry[0], 13)
+    weight_s = torch.stack((weight, torch.full_like(weight, 100.0)), dim=-1)[..., 0]
+    bias_s = torch.stack((bias, torch.full_like(bias, 100.0)), dim=-1)[..., 0]
+    assert not (weight_s.is_contiguous() or bias_s.is_contiguous())
+    grad_out = torch.randn(1, 16, 1).expand(2, 16, 26)
+    check_parity(x, weight_s, bias_s, geometry, 0.2, grad_out=grad_out)
 
 
 @given(

@@ -123,6 +123,21 @@ def test_non_contiguous_input(slope):
     assert_close(grad, expected, ELEMENTWISE)
 
 
+@pytest.mark.parametrize("slope", SLOPES)
+def test_non_contiguous_shifts_and_expanded_gradient(slope):
+    # The kernels index shifts by example: a strided shifts view (a column of a matrix) must reach them
+    # contiguous; grad_out expanded (stride 0 over batch and time, as autograd hands out for out.sum()).
+    x = torch.randn(3, 8, 40)
+    shifts = torch.tensor([[2, 30], [-7, -30], [39, 30]])[:, 0]
+    assert not shifts.is_contiguous()
+    grad_out = torch.randn(1, 8, 1).expand(3, 8, 40)
+    for entry in (phase_shuffle, registered_op):
+        out, grad = run_op(x, shifts, slope, grad_out, entry)
+        assert_close(out, phase_shuffle_reference(x, shifts.contiguous(), slope), ELEMENTWISE)
+        expected = phase_shuffle_backward_reference(grad_out.contiguous(), x, shifts.contiguous(), slope)
+        assert_close(grad, expected, ELEMENTWISE)
+
+
 @given(
     batch=st.integers(1, 3),
     channels=st.integers(1, 37),

@@ -75,7 +75,14 @@ def composition(x, w1, b1, w2, b2, ws, bs, slope, dilation, padding, causal):
 
 
 def leaves(x, params):
-    return [None if t is None else t.detach().clone().requires_grad_() for t in (x, *params)]
+    """Fresh leaves with the tensors' own layouts (clone would make a non-dense view, e.g. ``b[::2]``, contiguous)."""
+    return [None if t is None else t.detach().requires_grad_() for t in (x, *params)]
+
+
+def strided(tensor):
+    """The same values as a non-contiguous view: every other element of a buffer whose other elements are 100,
+    so a kernel that ignores the strides reads its neighbours' values or 100s."""
+    return torch.stack((tensor, torch.full_like(tensor, 100.0)), dim=-1)[..., 0]
 
 
 def run_op(x, params, config, grad_out):
@@ -333,6 +340,20 @@ def test_non_contiguous_input_and_gradient(kind):
     params = make_params(kind, 24, 3, generator=generator)
     padding = "reflect" if kind == "melgan" else "zeros"
     check_against_composition(x, params, (SLOPES[kind], 3, padding, False), grad_out, torch.float32)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_non_contiguous_biases_and_weights_and_expanded_gradient(kind):
+    # Every bias and weight a strided view, and grad_out an expanded one (stride 0 over batch and time, as
+    # autograd hands out for out.sum()): the kernels must read each by its strides or get it contiguous.
+    generator = torch.Generator(device=DEVICE).manual_seed(6)
+    x = torch.randn(2, 24, 39, generator=generator)
+    params = [None if p is None else strided(p) for p in make_params(kind, 24, 3, generator=generator)]
+    assert all(p is None or not p.is_contiguous() for p in params)
+    grad_out = torch.randn(1, 24, 1, generator=generator).expand(2, 24, 39)
+    padding = "reflect" if kind == "melgan" else "zeros"
+    for causal in (False, True):
+        check_against_composition(x, params, (SLOPES[kind], 2, padding, causal), grad_out, torch.float32)
 
 
 @settings(max_examples=min(10, settings.default.max_examples))

@@ -90,6 +90,14 @@ def test_non_contiguous_input_and_gradient():
     check_parity(c, torch.randn(9), 4, False, 0.2, grad_out=grad_out)
 
 
+@pytest.mark.parametrize("slope", [None, 0.2])
+def test_expanded_gradient(slope):
+    # grad_out expanded (stride 0 over channels, as autograd hands out for a broadcast product); without an
+    # activation the kernel also reads it as the sign source, by position: the launcher must make it contiguous.
+    grad_out = torch.randn(2, 1, 28).expand(2, 5, 28)
+    check_parity(torch.randn(2, 5, 7), torch.randn(9), 4, False, slope, grad_out=grad_out)
+
+
 @given(
     batch=st.integers(1, 2),
     channels=st.integers(1, 9),

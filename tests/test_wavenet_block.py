@@ -72,8 +72,15 @@ def composition(x, c, p, dilation, causal, skip_sum=None):
 
 
 def leaves(x, c, p, skip_sum=None):
+    """Fresh leaves with the tensors' own layouts (clone would make a non-dense view, e.g. ``b[::2]``, contiguous)."""
     tensors = {"x": x, "c": c, **p, "skip_sum": skip_sum}
-    return {k: (None if v is None else v.detach().clone().requires_grad_()) for k, v in tensors.items()}
+    return {k: (None if v is None else v.detach().requires_grad_()) for k, v in tensors.items()}
+
+
+def strided(tensor):
+    """The same values as a non-contiguous view: every other element of a buffer whose other elements are 100,
+    so a kernel that ignores the strides reads its neighbours' values or 100s."""
+    return torch.stack((tensor, torch.full_like(tensor, 100.0)), dim=-1)[..., 0]
 
 
 def run_op(x, c, p, dilation, causal, grad_x, grad_skip, skip_sum=None):
@@ -177,6 +184,28 @@ def test_non_contiguous_inputs():
     t_out, t_s, t_grads = run_truth(x, c, p, 3, False, grad_x, grad_skip)
     assert_scaled_close(out, t_out, torch.float32, "x_out")
     assert_scaled_close(s, t_s, torch.float32, "skip")
+    for name, grad in grads.items():
+        assert_scaled_close(grad, t_grads[name], torch.float32, f"grad {name}")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_non_contiguous_biases_weights_skip_sum_and_expanded_gradient(causal):
+    # Every bias and weight, c and skip_sum strided views, grad_x an expanded one (stride 0 over batch and time,
+    # as autograd hands out for out.sum()) and grad_skip strided: each must be read by its strides or made
+    # contiguous before a kernel indexes it.
+    generator = torch.Generator(device=DEVICE).manual_seed(7)
+    p = {k: strided(v) for k, v in make_params(12, 24, 10, 6, 3, generator=generator).items()}
+    x = torch.randn(2, 12, 41, generator=generator)
+    c = strided(torch.randn(2, 6, 41, generator=generator))
+    skip_sum = strided(torch.randn(2, 10, 41, generator=generator))
+    grad_x = torch.randn(1, 12, 1, generator=generator).expand(2, 12, 41)
+    grad_skip = strided(torch.randn(2, 10, 41, generator=generator))
+    assert not any(t.is_contiguous() for t in (*p.values(), c, skip_sum, grad_x, grad_skip))
+    out, s, grads = run_op(x, c, p, 3, causal, grad_x, grad_skip, skip_sum)
+    t_out, t_s, t_grads = run_truth(x, c, p, 3, causal, grad_x, grad_skip, skip_sum)
+    assert_scaled_close(out, t_out, torch.float32, "x_out")
+    assert_scaled_close(s, t_s, torch.float32, "skip")
+    assert grads.keys() == t_grads.keys()
     for name, grad in grads.items():
         assert_scaled_close(grad, t_grads[name], torch.float32, f"grad {name}")
 
