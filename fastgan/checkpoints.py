@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import pickletools
 import re
 from pathlib import Path
 
@@ -110,7 +111,15 @@ def load_weights_only(path, map_location="cpu") -> object:
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def _torch_load(path: Path, map_location) -> object:
+_PICKLE_OPCODES = {op.code for op in pickletools.opcodes}
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> object:
+    """A checkpoint file's contents via :func:`load_weights_only`, or a :class:`CheckpointError` naming the file and
+    what is wrong (missing, a directory, empty, not a torch checkpoint, holds objects that would run code).
+
+    The one loader behind :func:`load_generator` and ``fastgan vocode``: both report a bad file the same way."""
+    path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.is_dir():
@@ -120,6 +129,9 @@ def _torch_load(path: Path, map_location) -> object:
     try:
         return load_weights_only(path, map_location)
     except pickle.UnpicklingError as error:
+        opcode = re.search(r"Unsupported operand (\d+)", str(error))
+        if opcode and chr(int(opcode[1])) not in _PICKLE_OPCODES:  # no pickle at all (text...), not code inside
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (not a pickle: {opcode[0]})") from error
         raise CheckpointError(
             f"{path}: not loadable with torch.load(weights_only=True) — it holds objects other than tensors and "
             f"plain containers, and fastgan does not run code from checkpoints ({one_line(error)})"
@@ -339,7 +351,7 @@ def load_generator(
     call ``model.remove_weight_norm()`` to fold it for inference.
     """
     path = Path(path)
-    model, _ = _generator_from_checkpoint(path, _torch_load(path, map_location), config, stats)
+    model, _ = _generator_from_checkpoint(path, load_checkpoint(path, map_location), config, stats)
     return model.eval() if eval else model
 
 

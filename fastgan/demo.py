@@ -62,18 +62,19 @@ def vocode_corpus(out: Path, device: str) -> bool:
     result = vocode.vocode_files(vocoder, inputs, out / "wavs", progress=False)
     for path, reason in result["failed"]:
         print(f"failed: {path}: {reason}")
-    spectrogram_figure(vocoder, inputs, out)
+    # The pairs vocode wrote, not names rebuilt here: the held-out files share stems (four s05.wav).
+    spectrogram_figure(vocoder, result["pairs"], out)
     return not result["failed"]
 
 
-def spectrogram_figure(vocoder, inputs: list[Path], out: Path) -> None:
+def spectrogram_figure(vocoder, pairs: list[tuple[str, str]], out: Path) -> list[tuple[str, str, float]]:
+    """Input vs output log-mel of each (input, output) pair ``vocode_files`` wrote: a distance line each, and the
+    first four as a PNG in ``out``. Returns (input, output, distance) per pair."""
     import soundfile as sf
 
-    rows = []
-    for path in inputs:
-        synth = out / "wavs" / f"{path.stem}.wav"
-        if not synth.exists():
-            continue
+    rows, distances = [], []
+    for source, synth in pairs:
+        path = Path(source)
         audio, _ = sf.read(str(path), dtype="float32")
         if audio.ndim > 1:
             audio = audio.mean(axis=1)
@@ -81,11 +82,12 @@ def spectrogram_figure(vocoder, inputs: list[Path], out: Path) -> None:
         mel_in, mel_out = vocoder.features(audio), vocoder.features(generated)
         n = min(len(mel_in), len(mel_out))
         distance = float(np.abs(mel_in[:n] - mel_out[:n]).mean())
-        print(f"  {path.parent.name}/{path.name}: {len(audio) / vocoder.sampling_rate:.2f} s, "
+        print(f"  {path.parent.name}/{path.name} -> {Path(synth).name}: {len(audio) / vocoder.sampling_rate:.2f} s, "
               f"log10-mel L1 distance input vs output {distance:.3f}")  # fmt: skip
         rows.append((f"{path.parent.name}/{path.name}", mel_in, mel_out))
+        distances.append((str(source), str(synth), distance))
     if not rows:
-        return
+        return distances
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,6 +109,7 @@ def spectrogram_figure(vocoder, inputs: list[Path], out: Path) -> None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     print(f"wavs in {out / 'wavs'}; spectrogram comparison {path}")
+    return distances
 
 
 def generator_rtfs(device: torch.device, seconds: float = 0.5) -> None:

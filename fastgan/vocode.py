@@ -11,6 +11,10 @@ stats inside), fastgan's exported default, and the original HiFi-GAN repository'
 (``config.json`` beside them; its mel settings ``sampling_rate``, ``hop_size``, ``num_mels``, ``n_fft``,
 ``win_size``, ``fmin``, ``fmax`` and its natural-log front end).
 
+Each input is written to ``OUT/<stem>.wav``; inputs sharing a stem are told apart by their folders
+(``espeak_en-gb/s05.wav`` -> ``OUT/espeak_en-gb_s05.wav``, see :func:`output_names`), and a run whose output
+would overwrite one of its inputs is refused before anything is done.
+
 Inputs are synthesised in batches of equal length (padding a shorter item would change the audio at
 its end, where the model pads by itself), with a progress bar, and the real-time factor is printed.
 A bad input — missing, empty, unreadable, of the wrong sample rate or mel dimension, shorter than the
@@ -40,6 +44,8 @@ __all__ = [
     "Vocoder",
     "default_checkpoint",
     "load_vocoder",
+    "output_names",
+    "output_paths",
     "vocode_files",
 ]
 
@@ -210,7 +216,7 @@ def load_vocoder(checkpoint: str | os.PathLike | None = None, device: str = "cpu
         _generator_from_checkpoint,
         _read_config,
         checkpoint_format,
-        load_weights_only,
+        load_checkpoint,
     )
 
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
@@ -220,12 +226,8 @@ def load_vocoder(checkpoint: str | os.PathLike | None = None, device: str = "cpu
         device = usable_device(device)
     except ValueError as error:
         raise VocodeError(str(error)) from error
-    if path.is_dir():
-        raise VocodeError(f"{path}: is a directory, not a checkpoint file")
-    if not path.is_file():
-        raise VocodeError(f"{path}: no such checkpoint file")
     try:
-        raw = load_weights_only(path)
+        raw = load_checkpoint(path)  # its checks name a missing, empty or unreadable file
         kind = checkpoint_format(path, raw)
         # fastgan's exported default carries its config (and stats) inside; otherwise the file beside it.
         inside = raw.get("config") if isinstance(raw.get("config"), dict) else None
@@ -297,14 +299,82 @@ def _check_length(vocoder: Vocoder, frames: int, what: str) -> None:
         )
 
 
-def _output_names(inputs: list[Path]) -> list[str]:
-    names, seen = [], {}
-    for path in inputs:
-        stem = path.stem
-        count = seen.get(stem, 0)
-        seen[stem] = count + 1
-        names.append(f"{stem}.wav" if count == 0 else f"{stem}-{count}.wav")
+def output_names(inputs: list[str | os.PathLike]) -> list[str]:
+    """The ``.wav`` name each input is written under (parallel to ``inputs``): the single source of truth for
+    where ``vocode_files`` puts a file (its result's ``pairs`` say the same).
+
+    ``<stem>.wav`` when no other input has that stem (compared case-insensitively: case-insensitive file
+    systems); inputs sharing a stem get the shortest tail of their folder path that tells their folders apart,
+    joined with ``_`` (``espeak_en-gb/s05.wav`` -> ``espeak_en-gb_s05.wav``): a flat folder, like every other
+    output. A name still taken (the same folder twice, or another input's own name) gets the smallest free
+    ``-N``, never a name any input is given. Names depend on the set of inputs, not their order."""
+    paths = [Path(p) for p in inputs]
+    resolved = [_resolved(p) for p in paths]
+    by_stem: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        by_stem.setdefault(path.stem.casefold(), []).append(i)
+    bases = [f"{path.stem}.wav" for path in paths]
+    shared = [False] * len(paths)
+    for group in by_stem.values():
+        if len(group) == 1:
+            continue
+        parents = {i: resolved[i].parent.parts[1:] for i in group}  # [1:]: no root/anchor in a name
+        distinct = len(set(parents.values()))
+        depth = 1
+        while len({parents[i][-depth:] for i in group}) < distinct:
+            depth += 1
+        for i in group:
+            tail = "_".join(parents[i][-depth:])
+            bases[i] = f"{tail}_{paths[i].stem}.wav" if tail else bases[i]
+            shared[i] = True
+    taken = {base.casefold() for base in bases}  # every base is reserved: a -N name never takes one
+    names: list[str] = [""] * len(paths)
+    kept: set[str] = set()
+    # An input's own name first, then by path: which duplicate keeps the plain name does not depend on order.
+    for i in sorted(range(len(paths)), key=lambda i: (shared[i], str(resolved[i]), i)):
+        base = bases[i]
+        if base.casefold() not in kept:
+            names[i] = base
+        else:
+            stem, n = base[: -len(".wav")], 1
+            while f"{stem}-{n}.wav".casefold() in taken:
+                n += 1
+            names[i] = f"{stem}-{n}.wav"
+            taken.add(names[i].casefold())
+        kept.add(names[i].casefold())
     return names
+
+
+def output_paths(inputs: list[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:
+    """``out_dir / output_names(inputs)``, or a VocodeError naming the file when one of them is an input (the same
+    file, however reached: relative path, symlink, hard link). The whole run is refused up front, before any model
+    work or writing: skipping just that file would leave a run that looks done, and the fix is one --out away."""
+    paths = [Path(p) for p in inputs]
+    targets = [Path(out_dir) / name for name in output_names(paths)]
+    inputs_by_id = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:  # a missing input is never read, so nothing is written for it
+            continue
+        inputs_by_id.setdefault((stat.st_dev, stat.st_ino), path)
+    for path, target in zip(paths, targets, strict=True):
+        try:
+            stat = os.stat(target)
+        except OSError:  # not there yet: writing it loses nothing
+            continue
+        other = inputs_by_id.get((stat.st_dev, stat.st_ino))
+        if other is not None:
+            which = "this input" if other is path else f"the input {other}"
+            raise VocodeError(f"{path}: its output {target} would overwrite {which}; pass another --out folder")
+    return targets
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: its own error comes when it is read
+        return Path(os.path.abspath(path))
 
 
 def _synthesize_one(vocoder: Vocoder, mel: torch.Tensor) -> torch.Tensor | Exception:
@@ -319,32 +389,34 @@ def vocode_files(
     vocoder: Vocoder, inputs: list[str | os.PathLike], out_dir: str | os.PathLike, *, batch_size: int = 8,
     progress: bool = True, log=print, err=None,
 ) -> dict:  # fmt: skip
-    """Vocode every input into ``out_dir``; returns {"written": [...], "failed": [(path, reason)], "rtf": ...}."""
+    """Vocode every input into ``out_dir``; returns {"written": [...], "pairs": [(input, output)], "failed":
+    [(path, reason)], "rtf": ...}. ``pairs``: each written file with the input it was made from, in input order (names
+    from :func:`output_names`). A VocodeError, before anything is written, when an output would overwrite an input."""
     import soundfile as sf
     from tqdm import tqdm
 
     err = err or (lambda line: print(line, file=sys.stderr))
     out_dir = Path(out_dir)
+    paths = [Path(p) for p in inputs]
+    targets = output_paths(paths, out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise VocodeError(f"--out {out_dir}: cannot create the folder ({one_line(error)})") from error
-    paths = [Path(p) for p in inputs]
-    names = _output_names(paths)
     failed, ready = [], []
-    for path, name in zip(paths, names, strict=True):
+    for index, (path, target) in enumerate(zip(paths, targets, strict=True)):
         try:
-            ready.append((path, name, read_input(vocoder, path)))
+            ready.append((index, path, target, read_input(vocoder, path)))
         except VocodeError as error:
             failed.append((str(path), one_line(error)))
             err(f"error: {path}: {one_line(error)}")
     # Only equal lengths share a batch: padding would make a file's audio depend on its batch mates.
     by_length: dict[int, list] = {}
-    for item in sorted(ready, key=lambda item: item[2].shape[0]):
-        by_length.setdefault(item[2].shape[0], []).append(item)
+    for item in sorted(ready, key=lambda item: item[3].shape[0]):
+        by_length.setdefault(item[3].shape[0], []).append(item)
     step = max(1, batch_size)
     batches = [group[i : i + step] for group in by_length.values() for i in range(0, len(group), step)]
-    written, seconds, synth_time = [], 0.0, 0.0
+    written, pairs, seconds, synth_time = [], [], 0.0, 0.0
 
     def fail(path: Path, reason: str) -> None:
         failed.append((str(path), reason))
@@ -354,26 +426,26 @@ def vocode_files(
     for batch in bar:
         start = time.perf_counter()
         try:
-            audios = vocoder.synthesize([mel for _, _, mel in batch])
+            audios = vocoder.synthesize([mel for *_, mel in batch])
             if vocoder.device.type == "cuda":
                 torch.cuda.synchronize()
         except Exception as error:  # out of memory, a kernel error...: this batch's files fail, the rest go on
-            audios = [error] if len(batch) == 1 else [_synthesize_one(vocoder, mel) for _, _, mel in batch]
+            audios = [error] if len(batch) == 1 else [_synthesize_one(vocoder, mel) for *_, mel in batch]
         synth_time += time.perf_counter() - start
-        for (path, name, _), audio in zip(batch, audios, strict=True):
+        for (index, path, target, _), audio in zip(batch, audios, strict=True):
             if isinstance(audio, Exception):
                 fail(path, f"synthesis failed: {one_line(audio) or type(audio).__name__}")
                 continue
             if not torch.isfinite(audio).all():
                 fail(path, "the model produced non-finite samples")
                 continue
-            target = out_dir / name
             try:
                 sf.write(str(target), audio.clamp(-1, 1).numpy(), vocoder.sampling_rate, subtype="PCM_16")
             except Exception as error:  # a full disk, an unwritable folder: report, keep the rest going
                 fail(path, f"cannot write {target}: {one_line(error)}")
                 continue
             written.append(str(target))
+            pairs.append((index, str(path), str(target)))
             seconds += audio.numel() / vocoder.sampling_rate
     rtf = synth_time / seconds if seconds else math.nan
     if written:
@@ -382,7 +454,15 @@ def vocode_files(
             f"({str(vocoder.dtype).replace('torch.', '')}): real-time factor {rtf:.3f} "
             f"({1 / rtf if rtf > 0 else math.inf:.1f}x real time) -> {out_dir}"
         )
-    return {"written": written, "failed": failed, "rtf": rtf, "audio_seconds": seconds, "synth_seconds": synth_time}
+    pairs = [(source, target) for _, source, target in sorted(pairs)]
+    return {
+        "written": written,
+        "pairs": pairs,
+        "failed": failed,
+        "rtf": rtf,
+        "audio_seconds": seconds,
+        "synth_seconds": synth_time,
+    }
 
 
 def add_parser(commands) -> None:
@@ -411,6 +491,7 @@ def add_parser(commands) -> None:
 
 def main(args) -> int:
     try:
+        output_paths(args.inputs, args.out)  # before the model loads: a run that would overwrite an input never starts
         vocoder = load_vocoder(args.checkpoint, args.device, args.dtype)
     except VocodeError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)

@@ -382,9 +382,11 @@ class TestErrors:
         [
             (b"", "empty file"),
             (b"junk" * 10, "not a readable torch checkpoint"),
+            # Text whose first byte the weights-only unpickler takes for an opcode it refuses: junk, not code.
+            (b"not a checkpoint", "not a readable torch checkpoint"),
             (b"PK\x03\x04" + b"junk" * 10, "not a readable torch checkpoint"),  # a zip header, then nothing
         ],
-        ids=["empty", "junk", "zip-header"],
+        ids=["empty", "junk", "text", "zip-header"],
     )
     def test_an_unreadable_checkpoint_file(self, tmp_path, content, reason):
         (tmp_path / "g.pkl").write_bytes(content)

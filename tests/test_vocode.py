@@ -161,12 +161,107 @@ def test_without_a_default_model_says_so(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unloadable_checkpoint_is_one_clear_line(tmp_path, capsys):
-    (tmp_path / "checkpoint.pkl").write_bytes(b"not a checkpoint")
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty file, not a checkpoint"),
+        (b"not a checkpoint", "not a readable torch checkpoint"),
+        ((CORPUS / "arctic" / "arctic_a0009.wav").read_bytes(), "not a readable torch checkpoint"),  # a wav by mistake
+    ],
+    ids=["empty", "junk", "wav"],
+)
+def test_an_unloadable_checkpoint_is_one_clear_line(tmp_path, capsys, content, reason):
+    """The same words as fastgan.load_generator for the same file: both go through checkpoints.load_checkpoint."""
+    (tmp_path / "checkpoint.pkl").write_bytes(content)
     code, _, err = _run(capsys, "--checkpoint", tmp_path / "checkpoint.pkl", CORPUS / "arctic" / "arctic_a0009.wav",
                         "--out", tmp_path / "out")  # fmt: skip
     assert code == 2
-    assert len(err.strip().splitlines()) == 1 and "checkpoint.pkl" in err
+    assert len(err.strip().splitlines()) == 1 and f"{tmp_path / 'checkpoint.pkl'}: {reason}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def _cut(source: Path, seconds: float, target: Path) -> Path:
+    """The first ``seconds`` of a bundled utterance as ``target``: lengths tell the outputs apart."""
+    audio, rate = sf.read(source, dtype="float32")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, audio[: int(seconds * rate)], rate)
+    return target
+
+
+def _frames_of(path: Path) -> int:
+    return 1 + sf.info(str(path)).frames // HOP  # centred STFT frames
+
+
+@PLUMBING
+def test_same_stem_inputs_each_get_their_own_output(checkpoint, tmp_path, capsys, monkeypatch):
+    """Stems alike in different folders (the bundled corpus's four s05.wav), and an input whose own name is what a
+    numbered duplicate would be called: every input gets its own file, named after its folder."""
+    monkeypatch.chdir(tmp_path)
+    inputs = [
+        _cut(CORPUS / "espeak_en-gb" / "s05.wav", 0.3, Path("d1/a.wav")),
+        _cut(CORPUS / "espeak_en-us" / "s05.wav", 0.4, Path("d2/a.wav")),
+        _cut(CORPUS / "arctic" / "arctic_a0009.wav", 0.5, Path("a-1.wav")),
+    ]
+    expected = ["d1_a.wav", "d2_a.wav", "a-1.wav"]
+    code, out, err = _run(capsys, "--checkpoint", checkpoint, *inputs, "--out", "out")
+    assert code == 0, err
+    assert "vocoded 3 file(s)" in out
+    assert sorted(p.name for p in Path("out").iterdir()) == sorted(expected)
+    for path, name in zip(inputs, expected, strict=True):  # each made from its own input: its length says so
+        assert sf.info(str(Path("out") / name)).frames == _frames_of(path) * HOP, name
+    # The API says which output is whose: the pairs callers (the demo) use instead of rebuilding names.
+    from fastgan.vocode import load_vocoder, output_names, vocode_files
+
+    assert output_names(inputs) == expected
+    assert output_names(inputs[::-1]) == expected[::-1]  # the set of inputs decides, not their order
+    result = vocode_files(load_vocoder(checkpoint), inputs, "api", progress=False, log=lambda line: None)
+    assert result["pairs"] == [
+        (str(path), str(Path("api") / name)) for path, name in zip(inputs, expected, strict=True)
+    ]
+
+
+@PLUMBING
+def test_an_output_that_would_overwrite_an_input_is_refused(checkpoint, tmp_path, capsys):
+    """Refused up front with one line naming the file: the input is untouched and no model is loaded (a checkpoint
+    that does not exist is never looked at)."""
+    folder = tmp_path / "d"
+    recording = _cut(CORPUS / "arctic" / "arctic_a0009.wav", 0.3, folder / "a.wav")
+    original = recording.read_bytes()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "a.wav").symlink_to(recording)
+    (tmp_path / "links" / "b.wav").symlink_to(recording)
+    other = _cut(CORPUS / "espeak_en-us" / "s02.wav", 0.3, tmp_path / "e" / "b.wav")
+    for inputs, out, problem in (
+        ([recording], folder, f"{recording}: its output {folder / 'a.wav'} would overwrite this input"),
+        (  # the same file, spelt differently
+            [folder / ".." / "d" / "a.wav"],
+            folder,
+            f"its output {folder / 'a.wav'} would overwrite this input",
+        ),
+        (  # the output is a link to the input
+            [recording],
+            tmp_path / "links",
+            f"its output {tmp_path / 'links' / 'a.wav'} would overwrite this input",
+        ),
+        (  # another input's output is a link to this one
+            [other, recording],
+            tmp_path / "links",
+            f"{other}: its output {tmp_path / 'links' / 'b.wav'} would overwrite the input {recording};",
+        ),
+    ):
+        code, _, err = _run(capsys, "--checkpoint", tmp_path / "no-such.pkl", *inputs, "--out", out)
+        assert code == 2, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert problem in err, err
+        assert recording.read_bytes() == original
+    # A .npy beside its recording, vocoded into their folder: the recording's name is not the .npy's output.
+    from fastgan.vocode import load_vocoder
+
+    np.save(folder / "a.npy", load_vocoder(checkpoint).features(sf.read(recording, dtype="float32")[0]))
+    code, _, err = _run(capsys, "--checkpoint", checkpoint, folder / "a.npy", recording, "--out", folder)
+    assert code == 0, err
+    assert recording.read_bytes() == original
+    assert sorted(p.name for p in folder.iterdir()) == ["a.npy", "a.wav", "d_a-1.wav", "d_a.wav"]
 
 
 TINY_HOP, TINY_MELS = 64, 20
@@ -440,3 +535,38 @@ def test_a_config_without_the_front_end_is_named(checkpoint, tmp_path, capsys):
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert str(folder / "config.yml") in err and "num_mels" in err, err
+
+
+@PLUMBING
+def test_the_demo_compares_each_input_with_its_own_output(checkpoint, tmp_path, capsys, monkeypatch):
+    """``make demo``'s held-out files share a stem (four s05.wav, one per speaker): each printed distance must be the
+    input's against its own output, found here independently by vocoding that input alone."""
+    import re
+
+    from fastgan import demo
+    from fastgan.vocode import load_vocoder, vocode_files
+
+    inputs = [
+        _cut(CORPUS / "espeak_en-gb" / "s05.wav", 0.3, tmp_path / "in" / "espeak_en-gb" / "s05.wav"),
+        _cut(CORPUS / "espeak_en-us" / "s05.wav", 0.45, tmp_path / "in" / "espeak_en-us" / "s05.wav"),
+    ]
+    monkeypatch.setattr(demo, "_held_out", lambda: inputs)
+    monkeypatch.setenv("FASTGAN_DEFAULT_MODEL", str(checkpoint))
+    assert demo.vocode_corpus(tmp_path / "demo", "cpu")
+    printed = {
+        match[1]: float(match[2])
+        for match in re.finditer(
+            r"^  (\S+)(?: -> \S+)?: [\d.]+ s, .* distance input vs output ([\d.]+)$", capsys.readouterr().out, re.M
+        )
+    }
+    assert sorted(printed) == ["espeak_en-gb/s05.wav", "espeak_en-us/s05.wav"], printed
+    assert len(list((tmp_path / "demo" / "wavs").iterdir())) == 2
+    vocoder = load_vocoder(checkpoint)
+    for i, path in enumerate(inputs):
+        alone = vocode_files(vocoder, [path], tmp_path / f"alone{i}", progress=False, log=lambda line: None)
+        audio, _ = sf.read(path, dtype="float32")
+        own, _ = sf.read(alone["written"][0], dtype="float32")
+        mel_in, mel_out = vocoder.features(audio), vocoder.features(own)
+        n = min(len(mel_in), len(mel_out))
+        expected = float(np.abs(mel_in[:n] - mel_out[:n]).mean())
+        assert printed[f"{path.parent.name}/{path.name}"] == round(expected, 3), (path, printed, expected)
