@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as _dt
 import importlib
@@ -15,6 +14,7 @@ import torch
 
 import bench
 from bench import harness
+from fastgan._checks import one_line, usable_device
 
 NOT_BENCHMARKS = {"harness", "__main__", "conftest"}
 
@@ -42,7 +42,7 @@ def _select_impls(case: harness.Case, skip_compiled: bool, compiled_only: bool) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = harness.OneLineArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="CPU-demo sizes, no torch.compile references")
     parser.add_argument("--only", action="append", default=[], help="benchmark module(s) to run (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default $OUT or bench/out)")
@@ -61,8 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds: start no new case after this (what was measured is kept)",
     )
     args = parser.parse_args(argv)
-
-    device = torch.device(args.device)
+    unknown = [name for name in args.only if name not in benchmark_modules()]
+    if unknown:
+        parser.error(f"--only {unknown[0]}: no such benchmark module; choose from {', '.join(benchmark_modules())}")
+    if args.time_budget is not None and not args.time_budget > 0:
+        parser.error(f"--time-budget must be a positive number of seconds, got {args.time_budget}")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} exists and is not a folder")
+    try:
+        device = usable_device(args.device)
+    except ValueError as error:
+        parser.error(one_line(error))
     out_dir = args.out or harness.default_out_dir()
     info = harness.device_info(device)
     copy_gbps = harness.measure_copy_bandwidth(device)
@@ -86,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         print(f"\n## {name}")
         not_run, header_done = [], False
-        for case in module.cases(args.quick, device):
+        module_cases = module.cases(args.quick, device)
+        widths = harness.case_column_widths(module_cases)  # one width per module: its table prints case by case
+        for case in module_cases:
             if args.time_budget is not None and time.perf_counter() - run_start > args.time_budget:
                 not_run.append(f"{case.name} {case.mode}")
                 continue
@@ -94,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             if case is None:
                 continue
             rows = harness.run_case(case, device, copy_gbps, info["device"])
-            table = harness.format_table(rows).splitlines()
+            table = harness.format_table(rows, widths).splitlines()
             print("\n".join(table[1:] if header_done else table), flush=True)
             header_done = True
             # Printed and appended case by case, so a run killed by a time limit keeps what it measured.

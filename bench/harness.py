@@ -10,6 +10,7 @@ over each reference.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
 import json
@@ -56,6 +57,14 @@ class Row:
     bound: str = ""
     fraction_of_peak: float = 0.0
     speedup: dict[str, float] = field(default_factory=dict)  # fastgan's speed-up over each reference
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``prog: error: ...``, exit status 2): the bench commands' rule for
+    bad input, which argparse breaks by printing the whole usage first (several lines for these commands)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def _sync(device: torch.device) -> None:
@@ -257,15 +266,33 @@ def run_case(case: Case, device: torch.device, copy_gbps: float, device_name: st
     return rows
 
 
-def format_table(rows: list[Row]) -> str:
+def column_widths(names: dict[str, list[str]]) -> dict[str, int]:
+    """Widths of the op / case / impl columns that fit every given name (``{"case": [...], ...}``), so that no
+    name is cut: cut at a fixed width, names that differ only at the end (a layer's kernel size, a batch size)
+    printed alike."""
+    return {column: max([len(column), *map(len, values)]) for column, values in names.items()}
+
+
+def case_column_widths(cases: list[Case]) -> dict[str, int]:
+    """:func:`column_widths` of a module's cases, computed before they run: its table is printed case by case."""
+    return column_widths(
+        {"op": [c.op for c in cases], "case": [c.name for c in cases], "impl": [i for c in cases for i in c.impls]}
+    )
+
+
+def format_table(rows: list[Row], widths: dict[str, int] | None = None) -> str:
+    """The rows as a table; ``widths`` (see :func:`column_widths`) keeps several tables' columns aligned."""
+    widths = {**column_widths({"op": [r.op for r in rows], "case": [r.case for r in rows],
+                               "impl": [r.impl for r in rows]}), **(widths or {})}  # fmt: skip
+    op_w, case_w, impl_w = widths["op"], widths["case"], widths["impl"]
     lines = [
-        f"{'op':<16} {'case':<34} {'mode':<7} {'dtype':<8} {'impl':<18} {'median ms':>10} {'q20':>9} {'q80':>9} "
-        f"{'peak MiB':>9} {'GB/s':>8} {'TFLOP/s':>8} {'bound':>7} {'%peak':>6}  speed-up of fastgan"
+        f"{'op':<{op_w}} {'case':<{case_w}} {'mode':<7} {'dtype':<8} {'impl':<{impl_w}} {'median ms':>10} {'q20':>9} "
+        f"{'q80':>9} {'peak MiB':>9} {'GB/s':>8} {'TFLOP/s':>8} {'bound':>7} {'%peak':>6}  speed-up of fastgan"
     ]
     for r in rows:
         speedups = ", ".join(f"{v:.2f}x vs {k}" for k, v in r.speedup.items())
         lines.append(
-            f"{r.op:<16} {r.case[:34]:<34} {r.mode:<7} {r.dtype:<8} {r.impl[:18]:<18} {r.median_ms:>10.3f} "
+            f"{r.op:<{op_w}} {r.case:<{case_w}} {r.mode:<7} {r.dtype:<8} {r.impl:<{impl_w}} {r.median_ms:>10.3f} "
             f"{r.q20_ms:>9.3f} {r.q80_ms:>9.3f} {r.peak_mem_mb:>9.1f} {r.gbps:>8.1f} {r.tflops:>8.2f} "
             f"{r.bound:>7} {100 * r.fraction_of_peak:>5.1f}%  {speedups}"
         )

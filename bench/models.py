@@ -12,16 +12,33 @@
   and parallel_wavegan's on the other; the adversarial and feature-matching losses are
   parallel_wavegan's on both (plain torch).
 
+WaveGAN and SpecGAN (Donahue et al. 2019; 16 kHz, 16 384-sample clips = 1.02 s) have no parallel_wavegan
+counterpart. Their reference is the same model on fastgan's PyTorch fallback (``FASTGAN_BACKEND=torch``,
+row "torch fallback"), timed only where fastgan's path differs from it (CUDA, or the Triton interpreter): on a
+CPU without the interpreter the fallback is what fastgan runs, so those rows give absolute speed alone. SpecGAN
+uses no fastgan op at all (plain torch convs): absolute speed everywhere.
+
+* inference: WaveGAN's generator, z -> 16 384 samples; SpecGAN's generator, z -> 128 x 128 spectrogram, and its
+  inversion to audio (16 iterations of Griffin-Lim, ``SpecGANTransform.invert``, fp32; ~15 % of the generator's
+  time on CPU at batch 1), both in the timed call since audio is the output. Same batches and dtypes as above.
+* training step: one critic update and one generator update as ``fastgan.train.Trainer._wgan_step`` runs them
+  (WGAN-GP: critic loss ``D(fake) - D(real)`` + gradient penalty, lambda 10, from ``fastgan.losses``; generator
+  loss ``-D(G(z))``; SpecGAN's real spectrograms made from the audio by its transform inside the step), forward
+  and backward, no optimizer step, as for the vocoders. The trainer runs 5 critic updates per generator update.
+  Quick: batch 1 at model size d = 16 (the paper's d = 64 takes 1-2 s a step on one CPU thread).
+
 FLOPs (for TFLOP/s) are counted once per case with torch's FlopCounterMode on the parallel_wavegan
 model (fastgan's custom ops are not visible to the counter), so a fastgan row's rate is that work over
 fastgan's time: an effective rate. It can pass the matmul ceiling where fastgan does less arithmetic for the
-same result (PWG's CPU inference applies the aux convs at frame rate: ~26 % fewer products).
+same result (PWG's CPU inference applies the aux convs at frame rate: ~26 % fewer products). WaveGAN's and
+SpecGAN's are counted on the PyTorch fallback (plain aten ops); Griffin-Lim's FFTs are not counted.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import os
 import sys
 import warnings
 
@@ -43,6 +60,16 @@ GENERATORS = {
     "hifigan-v3": ("HiFiGANGenerator", "v3", 256, "HiFiGANMultiScaleMultiPeriodDiscriminator", {}, True),
     "pwg": ("ParallelWaveGANGenerator", {}, 256, "ParallelWaveGANDiscriminator", {}, False),
 }  # fmt: skip
+
+# WGAN-GP models (no parallel_wavegan counterpart): name -> (generator class, discriminator class).
+WGAN_MODELS = {"wavegan": ("WaveGANGenerator", "WaveGANDiscriminator"), "specgan": ("SpecGANGenerator", "SpecGANDiscriminator")}  # fmt: skip
+WGAN_SAMPLE_RATE = 16000
+WGAN_SAMPLES = 16384  # both models' clip: 1.02 s at 16 kHz
+GRIFFIN_LIM_ITERATIONS = 16  # SpecGANTransform.invert's default
+QUICK_WGAN_TRAIN_SIZE = 16  # model size d of the quick training steps (the paper's 64: 1-2 s a step on CPU)
+
+# Inference case name -> (batch, samples per example, sample rate): main's kHz and x real time columns.
+AUDIO: dict[str, tuple[int, int, int]] = {}
 
 
 def _parallel_wavegan(submodule: str):
@@ -96,6 +123,28 @@ def _count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
+def _count_flops_plain(fn) -> int:
+    """_count_flops without FlopCounterMode's module tracking, whose backward hooks make ``torch.autograd.grad``
+    raise (the gradient penalty's double backward): the same per-op formulas, summed over every aten op run."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    with Count() as counter:
+        fn()
+    return int(counter.total)
+
+
 def _inference_cases(
     quick: bool, device, seconds: float | None = None, batches: list[int] | None = None, names: list[str] | None = None
 ) -> list[Case]:
@@ -139,10 +188,12 @@ def _inference_cases(
                     impls["parallel_wavegan"] = runner(theirs, post_theirs)
                 samples = frames * hop
                 flops = _count_flops(impls["parallel_wavegan"]) if theirs is not None else 0
+                case_name = f"{name} infer b{batch} {samples / SAMPLE_RATE:.2f}s"
+                AUDIO[case_name] = (batch, samples, SAMPLE_RATE)
                 cases.append(
                     Case(
                         op="models",
-                        name=f"{name} infer b{batch} {samples / SAMPLE_RATE:.2f}s",
+                        name=case_name,
                         mode="fwd",
                         dtype=dtype,
                         impls=impls,
@@ -233,56 +284,216 @@ def _training_cases(quick: bool, device) -> list[Case]:
     return cases
 
 
+def _torch_fallback(fn):
+    """``fn`` with ``FASTGAN_BACKEND=torch``: every fastgan op on its PyTorch fallback (read at every call)."""
+
+    def run():
+        previous = os.environ.get("FASTGAN_BACKEND")
+        os.environ["FASTGAN_BACKEND"] = "torch"
+        try:
+            return fn()
+        finally:
+            if previous is None:
+                del os.environ["FASTGAN_BACKEND"]
+            else:
+                os.environ["FASTGAN_BACKEND"] = previous
+
+    return run
+
+
+def _fallback_differs(device) -> bool:
+    """Whether fastgan runs its Triton kernels here, so that the PyTorch fallback is a distinct reference."""
+    from fastgan import _backend
+
+    return _backend.get_backend() != "torch" and _backend.triton_unavailable_reason(device) is None
+
+
+def _wgan_impls(run, device) -> dict:
+    impls = {"fastgan": run}
+    if _fallback_differs(device):
+        impls["torch fallback"] = _torch_fallback(run)
+    return impls
+
+
+def _wgan_inference_cases(quick: bool, device, batches: list[int] | None = None, names=None) -> list[Case]:
+    """WaveGAN's generator, and SpecGAN's with its Griffin-Lim inversion: z -> 16 384 samples (module docstring)."""
+    import fastgan.models
+
+    from fastgan._backend import native_bf16
+
+    batches = batches or ([1] if quick else [1, 16])
+    dtypes = [torch.float32]
+    if native_bf16(device) and not (quick and device.type == "cpu"):  # emulated bf16 is slower than fp32
+        dtypes.append(torch.bfloat16)
+    cases = []
+    for name, (g_name, _) in WGAN_MODELS.items():
+        if names and name not in names:
+            continue
+        for dtype in dtypes:
+            torch.manual_seed(0)
+            generator = getattr(fastgan.models, g_name)().to(device=device, dtype=dtype).eval()
+            # Unfitted statistics (0 and 1): Griffin-Lim's cost does not depend on them. fp32: torch.stft takes no bf16.
+            transform = fastgan.models.SpecGANTransform().to(device) if name == "specgan" else None
+            for batch in batches:
+                z = generator.sample_latent(batch, device).to(dtype)
+
+                def run(generator=generator, transform=transform, z=z):
+                    with torch.no_grad():
+                        out = generator(z)
+                        return out if transform is None else transform.invert(out.float(), GRIFFIN_LIM_ITERATIONS)
+
+                label = f"{name}+griffin-lim{GRIFFIN_LIM_ITERATIONS}" if transform is not None else name
+                case_name = f"{label} infer b{batch} {WGAN_SAMPLES / WGAN_SAMPLE_RATE:.2f}s 16kHz"
+                AUDIO[case_name] = (batch, WGAN_SAMPLES, WGAN_SAMPLE_RATE)
+                out_size = 4 if transform is not None else dtype.itemsize  # Griffin-Lim's audio is fp32
+                cases.append(
+                    Case(
+                        op="models",
+                        name=case_name,
+                        mode="fwd",
+                        dtype=dtype,
+                        impls=_wgan_impls(run, device),
+                        bytes_moved=z.numel() * z.element_size() + batch * WGAN_SAMPLES * out_size,
+                        flops=_count_flops_plain(_torch_fallback(run)),  # the fallback's aten ops: visible to it
+                    )
+                )
+    return cases
+
+
+def _wgan_training_step(generator, discriminator, real_fn, batch: int, autocast_dtype):
+    """One critic update and one generator update, forward and backward, as fastgan.train's _wgan_step runs them."""
+    from fastgan import losses
+
+    device = next(generator.parameters()).device
+    parameters = list(generator.parameters()) + list(discriminator.parameters())
+
+    def autocast():
+        return torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+
+    def step():
+        for p in parameters:
+            p.grad = None
+        real = real_fn()
+        with torch.no_grad(), autocast():
+            fake = generator(generator.sample_latent(batch, device)).float()
+        with autocast():
+            d_real, d_fake = discriminator(real).float(), discriminator(fake).float()
+        real_loss, fake_loss = losses.discriminator_adversarial_loss(d_fake, d_real, "wgan")
+        penalty = losses.gradient_penalty(discriminator, real, fake, losses.WGAN_GP_WEIGHT)  # fp32, as the trainer
+        (real_loss + fake_loss + penalty).backward()
+        with autocast():
+            d_fake = discriminator(generator(generator.sample_latent(batch, device)).float()).float()
+        losses.generator_adversarial_loss(d_fake, "wgan").backward()
+
+    return step
+
+
+def _wgan_training_cases(quick: bool, device, names=None) -> list[Case]:
+    import fastgan.models
+
+    batch = 1 if quick else 16
+    size = QUICK_WGAN_TRAIN_SIZE if quick else 64
+    dtypes = [None] if device.type == "cpu" else [None, torch.bfloat16]
+    cases = []
+    for name, (g_name, d_name) in WGAN_MODELS.items():
+        if names and name not in names:
+            continue
+        for autocast_dtype in dtypes:
+            torch.manual_seed(0)
+            generator = getattr(fastgan.models, g_name)(model_size=size).to(device)
+            discriminator = getattr(fastgan.models, d_name)(model_size=size).to(device)
+            wave = torch.randn(batch, 1, WGAN_SAMPLES, device=device).clamp(-1, 1)
+            if name == "specgan":  # the trainer makes the real spectrograms from the audio, inside its step
+                transform = fastgan.models.SpecGANTransform().to(device)
+
+                def real_fn(transform=transform, wave=wave):
+                    with torch.no_grad():
+                        return transform(wave[:, 0])
+            else:
+
+                def real_fn(wave=wave):
+                    return wave
+
+            step = _wgan_training_step(generator, discriminator, real_fn, batch, autocast_dtype)
+            cases.append(
+                Case(
+                    op="models",
+                    name=f"{name} train b{batch} {WGAN_SAMPLES} d{size}",
+                    mode="fwd+bwd",
+                    dtype=autocast_dtype or torch.float32,
+                    impls=_wgan_impls(step, device),
+                    flops=_count_flops_plain(_torch_fallback(step)),  # with the gradient penalty's double backward
+                )
+            )
+    return cases
+
+
 def cases(quick: bool, device: torch.device) -> list[Case]:
-    return _inference_cases(quick, device) + _training_cases(quick, device)
+    return (
+        _inference_cases(quick, device)
+        + _wgan_inference_cases(quick, device)
+        + _training_cases(quick, device)
+        + _wgan_training_cases(quick, device)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the cases and print kHz of audio per second and x real time beside the speed-ups."""
-    import argparse
-    import re
-
     from bench import harness
+    from fastgan._checks import one_line, usable_device
 
-    parser = argparse.ArgumentParser(prog="python -m bench.models")
+    models = list(GENERATORS) + list(WGAN_MODELS)
+    parser = harness.OneLineArgumentParser(prog="python -m bench.models")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", default=None, help="substring of the case names to run")
-    parser.add_argument("--models", nargs="+", choices=list(GENERATORS), help="generators to run (default: all)")
-    parser.add_argument("--seconds", type=float, default=None, help="audio per inference case (default 2.0)")
+    parser.add_argument("--models", nargs="+", choices=models, help="generators to run (default: all)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="audio per vocoder inference case (default 2.0; WaveGAN/SpecGAN: 1.02)",
+    )
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="inference batch sizes (default 1 16)")
     parser.add_argument("--inference-only", action="store_true", help="skip the training-step cases")
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
+    if args.seconds is not None and not 0 < args.seconds < float("inf"):
+        parser.error(f"--seconds must be a positive number of seconds, got {args.seconds}")
+    if args.batch and min(args.batch) < 1:
+        parser.error(f"--batch sizes must be >= 1, got {min(args.batch)}")
+    try:
+        device = usable_device(args.device)
+    except ValueError as error:
+        parser.error(one_line(error))
     info = harness.device_info(device)
     print(f"# {info['device']}  torch {info['torch']}  threads {torch.get_num_threads()}")
     if harness.tensor_peak_tflops(info["device"], torch.float32) is None:
         print(
             f"# compute ceiling: measured fp32 matmul {harness.measure_matmul_tflops(device, torch.float32) * 1e3:.1f} GFLOP/s"
         )
-    rows = []
+    if not _fallback_differs(device):
+        print("# wavegan/specgan: fastgan runs its PyTorch fallback on this device, so no reference: absolute speed")
     selected = _inference_cases(args.quick, device, args.seconds, args.batch, args.models)
+    selected += _wgan_inference_cases(args.quick, device, args.batch, args.models)
     if not args.inference_only:
         selected += [
             c for c in _training_cases(args.quick, device) if not args.models or c.name.split()[0] in args.models
         ]
+        selected += _wgan_training_cases(args.quick, device, args.models)
+    selected = [c for c in selected if not args.only or args.only in c.name]
+    widths = harness.case_column_widths(selected)
     for case in selected:
-        if args.only and args.only not in case.name:
-            continue
-        case_rows = harness.run_case(case, device, 0.0, info["device"])
-        rows += case_rows
-        match = re.search(r"infer b(\d+) ([\d.]+)s", case.name)
-        for row in case_rows:
+        for row in harness.run_case(case, device, 0.0, info["device"]):
             extra = ""
-            if match:
-                batch, seconds = int(match.group(1)), float(match.group(2))
-                audio = batch * seconds / (row.median_ms * 1e-3)
-                extra = f"{audio * SAMPLE_RATE / 1e3:9.1f} kHz/s {audio:7.1f}x real time"
+            if case.name in AUDIO:
+                batch, samples, rate = AUDIO[case.name]
+                audio = batch * samples / rate / (row.median_ms * 1e-3)  # seconds of audio per second
+                extra = f"{audio * rate / 1e3:9.1f} kHz/s {audio:7.1f}x real time"
             speedups = ", ".join(f"{v:.2f}x vs {k}" for k, v in row.speedup.items())
-            rate = f"{row.tflops * 1e3:8.1f} GFLOP/s ({100 * row.fraction_of_peak:4.1f}% of {row.bound} peak)"
+            rate_text = f"{row.tflops * 1e3:8.1f} GFLOP/s ({100 * row.fraction_of_peak:4.1f}% of {row.bound} peak)"
             print(
-                f"{case.name:<34} {row.mode:<7} {row.dtype:<8} {row.impl:<16} {row.median_ms:10.2f} ms {extra} "
-                f"{rate} {speedups}"
+                f"{case.name:<{widths['case']}} {row.mode:<7} {row.dtype:<8} {row.impl:<{widths['impl']}} "
+                f"{row.median_ms:10.2f} ms {extra} {rate_text} {speedups}"
             )
             sys.stdout.flush()
     return 0

@@ -4,8 +4,15 @@ Streams a long input (the bundled speech, repeated to ``--seconds``, through the
 end) through :class:`fastgan.StreamingVocoder` one chunk at a time, as a live system would, and
 reports:
 
-* first-chunk latency: compute time of the first push of a fresh utterance (the vocoder has run
-  one warm-up utterance before, as a server would have);
+* time to first audio of a fresh utterance (the vocoder has run one warm-up utterance before, as a
+  server would have). A push emits nothing until the model's look-ahead is in, so with a look-ahead
+  of at least one chunk the first push returns no samples; what a listener waits for is the first
+  push k that returns audio. Reported: k, the compute of pushes 1..k summed, and the latency a live
+  stream would see, measured from the moment the first chunk's input is complete: push j's input is
+  complete (j - 1) chunk durations later and waits for push j - 1, so first audio comes out at
+  ``finish_k``, where ``finish_j = max((j - 1) * D, finish_{j-1}) + compute_j`` -- i.e.
+  ``(k - 1) * D + compute_k`` when each push keeps up, the sum of the k computes when they do not
+  (one chunk duration D more counted from the first mel frame, the first chunk's buffering);
 * per-chunk compute time percentiles (p50/p90/p99/max) and the real-time factor
   (total compute / audio duration);
 * the fraction of chunks that met their deadline: chunk i arrives at ``(i + 1) * D`` (D = chunk
@@ -24,7 +31,6 @@ receptive field each time ("window recompute", the exact alternative without cac
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -109,9 +115,12 @@ def deadline_fraction(compute: list[float], chunk_seconds: float) -> float:
     return met / len(compute) if compute else math.nan
 
 
-def stream_once(vocoder, mel: torch.Tensor, noise=None, cpu_times: list | None = None) -> tuple[list[float], int]:
+def stream_once(
+    vocoder, mel: torch.Tensor, noise=None, cpu_times: list | None = None, push_samples: list | None = None
+) -> tuple[list[float], int]:
     """Push ``mel`` in ``chunk_frames`` pieces and flush; per-push wall-clock times and samples out
-    (and, into ``cpu_times``, the CPU time this process spent on each push)."""
+    (and, into ``cpu_times``, the CPU time this process spent on each push; into ``push_samples``,
+    the samples each push returned, flush excluded)."""
     device, hop, chunk = vocoder.device, vocoder.hop_size, vocoder.chunk_frames
     times, samples = [], 0
     for start in range(0, mel.shape[0], chunk):
@@ -124,9 +133,54 @@ def stream_once(vocoder, mel: torch.Tensor, noise=None, cpu_times: list | None =
         times.append(time.perf_counter() - t)
         if cpu_times is not None:
             cpu_times.append(time.process_time() - cpu)
+        if push_samples is not None:
+            push_samples.append(out.numel())
         samples += out.numel()
     samples += vocoder.flush().numel()
     return times, samples
+
+
+def first_audio(compute: list[float], push_samples: list[int], chunk_seconds: float) -> tuple[int, float, float] | None:
+    """(k, summed compute of pushes 1..k, live-stream latency) for the first push k that returns audio, or
+    None when no push did (the input was shorter than the look-ahead: audio came only at flush). The latency
+    counts from the first chunk's input being complete (see the module docstring)."""
+    k = next((i + 1 for i, n in enumerate(push_samples) if n), None)
+    if k is None:
+        return None
+    finish = 0.0
+    for j, c in enumerate(compute[:k]):
+        finish = max(j * chunk_seconds, finish) + c  # push j + 1's input is complete j chunk durations in
+    return k, sum(compute[:k]), finish
+
+
+def check_args(args) -> str | None:
+    """What is wrong with the arguments, on one line, or None. The device must hold tensors here
+    (torch's own errors come from deep inside it at first use)."""
+    from fastgan._checks import one_line, usable_device
+
+    if args.chunk_frames < 1:
+        return f"--chunk-frames must be >= 1 mel frame, got {args.chunk_frames}"
+    if not (args.seconds > 0 and math.isfinite(args.seconds)):
+        return f"--seconds must be a positive number of seconds, got {args.seconds}"
+    if args.sample_rate < 1:
+        return f"--sample-rate must be a positive rate in Hz, got {args.sample_rate}"
+    if args.threads < 0:
+        return f"--threads must be >= 0 (0: torch's default), got {args.threads}"
+    try:
+        device = usable_device(args.device)
+    except ValueError as error:
+        return one_line(error)
+    if device.type not in ("cpu", "cuda"):
+        return f"--device {args.device!r}: the stream runs on cpu or cuda"
+    if args.checkpoint is not None and not Path(args.checkpoint).exists():
+        return f"--checkpoint {args.checkpoint}: no such file"
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
+        return f"--json {args.json}: not a file in an existing folder"
+    return None
+
+
+class BadArgument(Exception):
+    """An argument found wrong only once the model or the input is built (reported as one line)."""
 
 
 def run(args) -> dict:
@@ -136,18 +190,28 @@ def run(args) -> dict:
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    if args.checkpoint:  # parallel_wavegan's layout or fastgan's exported default (see fastgan.vocode)
-        from fastgan.vocode import load_vocoder
+    from fastgan._checks import one_line
+    from fastgan.vocode import VocodeError, load_vocoder
 
-        loaded = load_vocoder(args.checkpoint)
-        generator, name = loaded.generator, Path(args.checkpoint).name
-        args.sample_rate = loaded.sampling_rate
-    else:
-        generator, name = build_generator(args.model), args.model
-    vocoder = fastgan.StreamingVocoder(
-        generator, args.chunk_frames, sample_rate=args.sample_rate, device=device, dtype=dtype
-    )
-    mel = speech_mel(args.seconds, args.sample_rate, vocoder.in_channels).to(device, dtype)
+    try:  # a checkpoint that does not load, or holds a generator the streaming vocoder cannot take: bad input
+        if args.checkpoint:  # parallel_wavegan's layout or fastgan's exported default (see fastgan.vocode)
+            loaded = load_vocoder(args.checkpoint)
+            generator, name = loaded.generator, Path(args.checkpoint).name
+            args.sample_rate = loaded.sampling_rate
+        else:
+            generator, name = build_generator(args.model), args.model
+        vocoder = fastgan.StreamingVocoder(
+            generator, args.chunk_frames, sample_rate=args.sample_rate, device=device, dtype=dtype
+        )
+    except (VocodeError, ValueError) as error:
+        where = f"--checkpoint {args.checkpoint}" if args.checkpoint else f"--model {args.model}"
+        raise BadArgument(f"{where}: {one_line(error)}") from None
+    try:
+        mel = speech_mel(args.seconds, args.sample_rate, vocoder.in_channels).to(device, dtype)
+    except ValueError as error:  # the mel front end refuses a clip shorter than its FFT's padding
+        raise BadArgument(f"--seconds {args.seconds}: too short to stream ({one_line(error)})") from None
+    if mel.shape[0] < 1:
+        raise BadArgument(f"--seconds {args.seconds}: shorter than one mel frame ({vocoder.hop_size} samples)")
     noise = None
     if vocoder._is_pwg:
         noise = torch.randn(mel.shape[0] * vocoder.hop_size, device=device, dtype=dtype)
@@ -157,14 +221,17 @@ def run(args) -> dict:
     warm = mel[: max(args.chunk_frames * 8, 64)]
     stream_once(vocoder, warm, None if noise is None else noise[: warm.shape[0] * vocoder.hop_size])  # warm-up
     cpu_times: list[float] = []
+    push_samples: list[int] = []
     load_before = os.getloadavg()[0]
-    times, samples = stream_once(vocoder, mel, noise, cpu_times)
+    times, samples = stream_once(vocoder, mel, noise, cpu_times, push_samples)
     load_after = os.getloadavg()[0]
     chunk_seconds = args.chunk_frames * vocoder.hop_size / args.sample_rate
     audio_seconds = samples / args.sample_rate
     steady = times[1:] or times
     # "inclusive": percentiles within the measured range (the default extrapolates past the max for few chunks).
     q = statistics.quantiles(steady, n=100, method="inclusive") if len(steady) >= 2 else [steady[0]] * 99
+    first = first_audio(times, push_samples, chunk_seconds)
+    k = first[0] if first else None
     report = {
         "model": name,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -180,7 +247,12 @@ def run(args) -> dict:
         "lookahead_frames": vocoder.lookahead_frames,
         "lookahead_ms": vocoder.lookahead_ms,
         "algorithmic_latency_ms": vocoder.latency_ms,
-        "first_chunk_ms": 1000 * times[0],
+        # Time to first audio (module docstring); None where no push returned audio (only flush did).
+        "first_audio_pushes": k,
+        "first_audio_samples": push_samples[k - 1] if k else None,
+        "first_audio_compute_ms": 1000 * first[1] if first else None,
+        "first_audio_latency_ms": 1000 * first[2] if first else None,
+        "first_chunk_ms": 1000 * times[0],  # the first push alone, which may return no audio (kept for old readers)
         "chunk_p50_ms": 1000 * q[49],
         "chunk_p90_ms": 1000 * q[89],
         "chunk_p99_ms": 1000 * q[98],
@@ -189,11 +261,34 @@ def run(args) -> dict:
         "deadline_met": deadline_fraction(times, chunk_seconds),
         "cpu_chunk_p50_ms": 1000 * statistics.median(cpu_times),
         "cpu_first_chunk_ms": 1000 * cpu_times[0],
+        "cpu_first_audio_ms": 1000 * sum(cpu_times[:k]) if k else None,
         "cpu_rtf": sum(cpu_times) / audio_seconds,
         "load_average": round(max(load_before, load_after), 2),
         "cpu_cores": os.cpu_count(),
     }
     return report
+
+
+def _first_audio_line(r: dict) -> str:
+    if r["first_audio_pushes"] is None:
+        return (
+            f"time to first audio: no push returned audio (look-ahead {r['lookahead_frames']} frames, "
+            f"{r['chunks']} chunk(s) pushed): it came only at flush"
+        )
+    k = r["first_audio_pushes"]
+    before = "push 1" if k == 2 else f"pushes 1..{k - 1}"
+    empty = (
+        f" ({before} returned none: look-ahead {r['lookahead_frames']} >= {r['chunk_frames']}-frame chunk)"
+        if k > 1
+        else ""
+    )
+    waited = f"{k - 1} x {r['chunk_ms']:.1f} ms + queued compute" if k > 1 else "its compute"
+    return (
+        f"time to first audio: push {k}, {r['first_audio_samples']} samples{empty}\n"
+        f"    compute {r['first_audio_compute_ms']:.1f} ms ({'push 1' if k == 1 else f'pushes 1..{k}'}); "
+        f"live stream {r['first_audio_latency_ms']:.1f} ms after the first chunk's input is in ({waited}), "
+        f"{r['first_audio_latency_ms'] + r['chunk_ms']:.1f} ms after the first mel frame"
+    )
 
 
 def format_report(r: dict) -> str:
@@ -204,11 +299,15 @@ def format_report(r: dict) -> str:
         + (", CUDA graph" if r["cuda_graph"] else "")
         + f"\n  look-ahead {r['lookahead_frames']} frames ({r['lookahead_ms']:.1f} ms); algorithmic latency "
         f"{r['algorithmic_latency_ms']:.1f} ms (chunk + look-ahead)"
-        f"\n  first chunk {r['first_chunk_ms']:.1f} ms; per chunk p50 {r['chunk_p50_ms']:.1f} / p90 {r['chunk_p90_ms']:.1f}"
+        + "\n  "
+        + _first_audio_line(r)
+        + f"\n  per chunk p50 {r['chunk_p50_ms']:.1f} / p90 {r['chunk_p90_ms']:.1f}"
         f" / p99 {r['chunk_p99_ms']:.1f} / max {r['chunk_max_ms']:.1f} ms"
         f"\n  real-time factor {r['rtf']:.3f}; deadlines met {100 * r['deadline_met']:.1f} % of {r['chunks']} chunks"
         + (
-            f"\n  CPU time: first chunk {r['cpu_first_chunk_ms']:.1f} ms, per chunk p50 {r['cpu_chunk_p50_ms']:.1f} ms, "
+            "\n  CPU time: "
+            + (f"to first audio {r['cpu_first_audio_ms']:.1f} ms, " if r["cpu_first_audio_ms"] is not None else "")
+            + f"per chunk p50 {r['cpu_chunk_p50_ms']:.1f} ms, "
             f"CPU-time RTF {r['cpu_rtf']:.3f} (load average {r['load_average']} on {r['cpu_cores']} cores: "
             "wall-clock above includes waiting for the CPU)"
             if r["device"] == "cpu"
@@ -269,7 +368,9 @@ def cases(quick: bool, device: torch.device):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from bench.harness import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(prog="python -m bench.realtime", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="melgan", choices=MODELS)
     parser.add_argument("--checkpoint", default=None, help="a generator checkpoint instead of --model")
     parser.add_argument("--chunk-frames", type=int, default=10)
@@ -281,7 +382,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cuda-graph", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="append the report as a JSON line")
     args = parser.parse_args(argv)
-    report = run(args)
+    problem = check_args(args)
+    if problem is None:
+        try:
+            report = run(args)
+        except BadArgument as error:
+            problem = str(error)
+    if problem is not None:
+        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        return 2
     print(format_report(report))
     if args.json:
         with open(args.json, "a") as f:

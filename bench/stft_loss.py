@@ -4,6 +4,9 @@ References: parallel_wavegan's and auraloss' MultiResolutionSTFTLoss (optional b
 dependencies, left out where not installed), fastgan's torch.stft reference in eager mode, and
 torch.compile of that reference (full sizes only). On CUDA also fastgan's other kernel route
 (FASTGAN_STFT_LOSS_PATH=fft: Triton pre/post kernels around cuFFT) against the default DFT GEMM.
+
+TFLOP/s and %peak count the DFT GEMM route's FLOPs (``_gemm_flops``) on every device and for every row; where an
+FFT computes the loss (fastgan's CPU fallback, the references) that is an effective rate, and can pass 100 %.
 """
 
 from __future__ import annotations
@@ -80,11 +83,20 @@ def _with_route(route: str, run):
 
 
 def _gemm_flops(batch: int, length: int) -> int:
-    """The DFT GEMMs fastgan's kernels run (window-trimmed): forward both signals, backward recompute + transpose."""
+    """The FLOPs of fastgan's DFT GEMM route (kernels/stft_loss.py), forward and backward, x's gradient only.
+
+    Per resolution and signal: frames x win_length x n_fft x 2. A real n_fft-point frame's n_fft // 2 + 1 bins
+    are n_fft real numbers (cos and sin columns, n_fft / 2 each; DC's and Nyquist's are real), each a dot
+    product over the frame, and a multiply-add is 2 FLOPs. The kernels read only the window's non-zero rows
+    (win_length of the n_fft-sample frame: 600 / 1024, 1200 / 2048, 240 / 512), so this is
+    win_length / n_fft of the untrimmed count frames x n_fft x (n_fft / 2 + 1) x 2 x 2.
+    Forward: both signals (2 units). Backward: both spectra recomputed (2) and the transposed GEMM back to
+    x's frames (1; y needs no gradient): 1.5x the forward, 5 units in all.
+    """
     flops = 0
     for n_fft, hop, win in RESOLUTIONS:
         frames = batch * num_frames(length, n_fft, hop)
-        one_signal = 2 * frames * win * n_fft  # cos and sin columns (N/2 each), multiply-add = 2 flops
+        one_signal = 2 * frames * win * n_fft
         flops += 2 * one_signal + 2 * one_signal + one_signal
     return flops
 
@@ -118,10 +130,11 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
                 mode="fwd+bwd",
                 dtype=torch.float32,
                 impls=impls,
-                bytes_moved=3 * batch * length * 4,  # x and y read, x's gradient written
-                # The DFT GEMM's FLOPs, a roofline for the GEMM route only: the CPU path (and every reference)
-                # transforms by FFT, with far fewer operations, so there the row is judged by bytes.
-                flops=_gemm_flops(batch, length) if device.type == "cuda" else 0,
+                bytes_moved=3 * batch * length * 4,  # the least traffic: x and y read, x's gradient written
+                # The loss's work as the DFT GEMM route does it, one count for every row and device (as models.py
+                # counts one model's FLOPs for both sides): the arithmetic, not the few bytes, bounds this loss. FFT
+                # paths (the CPU fallback, every reference, the fft route) do fewer operations: an effective rate.
+                flops=_gemm_flops(batch, length),
             )
         )
     return result

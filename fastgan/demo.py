@@ -9,7 +9,7 @@
    Parallel WaveGAN at their published sizes) on this device, whole-utterance inference, in fp32
    and, where it runs natively (CUDA, a CPU with bf16 GEMMs), in bf16;
 3. streams the bundled speech through MelGAN in 10-frame chunks (``bench/realtime.py``) and prints
-   the first-chunk latency, per-chunk times, real-time factor and look-ahead;
+   the time to first audio, per-chunk times, real-time factor and look-ahead;
 4. runs ``python -m bench --quick`` over the hot-path modules: the table of every hot path against
    its references (the generator-level ``models`` and ``train`` modules are left to
    ``python -m bench --quick --only models --only train``).
