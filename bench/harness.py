@@ -67,6 +67,25 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
+def with_environ(fn, **values: str):
+    """``fn`` run with the environment variables ``values`` set, restored after (fastgan's switches, e.g.
+    FASTGAN_BACKEND, are read at every call, so this picks a path per timed call)."""
+
+    def run():
+        previous = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            return fn()
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    del os.environ[name]
+                else:
+                    os.environ[name] = value
+
+    return run
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

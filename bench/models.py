@@ -38,13 +38,12 @@ from __future__ import annotations
 
 import copy
 import importlib
-import os
 import sys
 import warnings
 
 import torch
 
-from bench.harness import Case
+from bench.harness import Case, with_environ
 
 warnings.filterwarnings("ignore", message=".*weight_norm.*", category=FutureWarning)
 
@@ -286,19 +285,7 @@ def _training_cases(quick: bool, device) -> list[Case]:
 
 def _torch_fallback(fn):
     """``fn`` with ``FASTGAN_BACKEND=torch``: every fastgan op on its PyTorch fallback (read at every call)."""
-
-    def run():
-        previous = os.environ.get("FASTGAN_BACKEND")
-        os.environ["FASTGAN_BACKEND"] = "torch"
-        try:
-            return fn()
-        finally:
-            if previous is None:
-                del os.environ["FASTGAN_BACKEND"]
-            else:
-                os.environ["FASTGAN_BACKEND"] = previous
-
-    return run
+    return with_environ(fn, FASTGAN_BACKEND="torch")
 
 
 def _fallback_differs(device) -> bool:

@@ -11,12 +11,10 @@ FFT computes the loss (fastgan's CPU fallback, the references) that is an effect
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 import fastgan
-from bench.harness import Case
+from bench.harness import Case, with_environ
 from fastgan.references.stft_loss import num_frames, stft_loss_sums_reference
 
 RESOLUTIONS = list(zip([1024, 2048, 512], [120, 240, 50], [600, 1200, 240], strict=True))
@@ -67,19 +65,7 @@ def _fwd_bwd(loss_fn, x, y, unsqueeze=False):
 
 def _with_route(route: str, run):
     """``run`` with FASTGAN_STFT_LOSS_PATH=route (the op reads it at every call)."""
-
-    def routed():
-        previous = os.environ.get("FASTGAN_STFT_LOSS_PATH")
-        os.environ["FASTGAN_STFT_LOSS_PATH"] = route
-        try:
-            run()
-        finally:
-            if previous is None:
-                del os.environ["FASTGAN_STFT_LOSS_PATH"]
-            else:
-                os.environ["FASTGAN_STFT_LOSS_PATH"] = previous
-
-    return routed
+    return with_environ(run, FASTGAN_STFT_LOSS_PATH=route)
 
 
 def _gemm_flops(batch: int, length: int) -> int:
