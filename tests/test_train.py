@@ -54,6 +54,13 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+def _subprocess_env() -> dict[str, str]:
+    """The environment for a `fastgan train` child: this checkout first on its path, the rest of PYTHONPATH kept
+    (the GPU machine carries librosa there; without it the child's mel filterbank is fastgan's copy, ~1e-9 off)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+
+
 def _params(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {f"{m}.{k}": v.detach().clone() for m in trainer.models for k, v in trainer._module(m).state_dict().items()}
 
@@ -179,7 +186,7 @@ def test_killed_process_resumes_to_the_uninterrupted_result(small_corpus, tmp_pa
     config_path = tmp_path / "tiny.yaml"
     config_path.write_text(yaml.safe_dump({k: v for k, v in config.items() if not k.startswith("_")}))
     data, out = small_corpus / "train", tmp_path / "killed"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env = _subprocess_env()
     cmd = [sys.executable, "-m", "fastgan", "train", "--config", str(config_path), "--data", str(data)]
     cmd += ["--out", str(out), "--no-progress"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
@@ -240,7 +247,7 @@ def test_sigterm_stops_the_cli_with_a_checkpoint(small_corpus, tmp_path):
     config_path = tmp_path / "tiny.yaml"
     config_path.write_text(yaml.safe_dump({k: v for k, v in config.items() if not k.startswith("_")}))
     out = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env = _subprocess_env()
     cmd = [
         sys.executable,
         "-m",

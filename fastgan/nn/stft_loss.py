@@ -14,10 +14,12 @@ DEFAULT_EPS = {"parallel_wavegan": 1e-7, "auraloss": 1e-8}
 
 
 def mel_basis(sample_rate: float, fft_size: int, n_mels: int) -> torch.Tensor:
-    """(n_mels, fft_size // 2 + 1) Slaney mel filterbank: librosa.filters.mel's defaults, as auraloss uses."""
-    import librosa.filters
+    """(n_mels, fft_size // 2 + 1) Slaney mel filterbank: librosa.filters.mel's defaults, as auraloss uses
+    (librosa's own when it imports, else fastgan's copy of it: :func:`fastgan.audio.mel_filterbank`)."""
+    from fastgan.audio import MelConfig, mel_filterbank
 
-    return torch.from_numpy(librosa.filters.mel(sr=sample_rate, n_fft=fft_size, n_mels=n_mels)).float()
+    config = MelConfig(sampling_rate=sample_rate, fft_size=fft_size, num_mels=n_mels, fmin=None, fmax=None)
+    return torch.from_numpy(mel_filterbank(config).copy())  # a copy: the filterbank is cached
 
 
 def _window_function(window, owner: str):
