@@ -23,7 +23,11 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 else
   echo "no .whl/ carried: parallel_wavegan/auraloss comparisons are skipped (run make gpu-wheels here, carry .whl)"
 fi
-{ "$PYTHON" -m fastgan info; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv; } \
+{ "$PYTHON" -m fastgan info
+  # The comparisons' imports, checked once here (librosa needs the image's numba with its numpy).
+  "$PYTHON" -c "import librosa, numba, parallel_wavegan, auraloss; print('carried: librosa', librosa.__version__, \
+'numba', numba.__version__)" 2>&1 | tail -1
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv; } \
   2>&1 | tee "$OUT/info.txt"
 
 # The suite on CUDA tensors: every op runs its compiled kernel, bf16 included. A fresh machine has no Triton cache:
