@@ -475,7 +475,12 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT", help=".wav (any soundfile audio) or .npy (frames, mels) files"
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the synthesised .wav files")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder for the synthesised .wav files: <stem>.wav, inputs sharing a stem named by their folders (a/x.wav -> a_x.wav); never one of the inputs",
+    )
     parser.add_argument("--checkpoint", default=None, metavar="PATH",
                         help="generator checkpoint: fastgan train's, parallel_wavegan layout (config.yml beside it) or the original HiFi-GAN "
                              "repository's (config.json beside it); default: the shipped model")  # fmt: skip
