@@ -39,6 +39,9 @@ class Case:
     impls: dict[str, Callable[[], object]]  # "fastgan" first, then the references
     bytes_moved: int = 0  # fewest bytes: each input read once, each output written once
     flops: int = 0  # useful FLOPs; 0 for memory-bound ops
+    # An impl that computes the same result by other arithmetic (an FFT where ``flops`` counts a DFT GEMM): its own
+    # count, so that each row's rate and %peak are of the work it really does.
+    impl_flops: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +68,13 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def kernels_run(device: torch.device) -> bool:
+    """Whether fastgan's ops run their Triton kernels on ``device`` in this process (else their PyTorch fallbacks)."""
+    from fastgan import _backend
+
+    return _backend.get_backend() != "torch" and _backend.triton_unavailable_reason(device) is None
 
 
 def with_environ(fn, **values: str):
@@ -267,12 +277,13 @@ def run_case(case: Case, device: torch.device, copy_gbps: float, device_name: st
         row = Row(case.op, case.name, case.mode, str(case.dtype).removeprefix("torch."), impl,
                   median, q20, q80, peak / 2**20)  # fmt: skip
         row.gbps = case.bytes_moved / seconds / 1e9 if case.bytes_moved else 0.0
-        row.tflops = case.flops / seconds / 1e12 if case.flops else 0.0
+        flops = case.impl_flops.get(impl, case.flops)
+        row.tflops = flops / seconds / 1e12 if flops else 0.0
         # Whichever ceiling the case is nearer to bounds it.
         memory_fraction = row.gbps / copy_gbps if copy_gbps else 0.0
         compute_peak = compute_ceiling_tflops(device, device_name, case.dtype) if row.tflops else 0.0
         compute_fraction = row.tflops / compute_peak if compute_peak else 0.0
-        if not (case.bytes_moved or case.flops):
+        if not (case.bytes_moved or flops):
             row.bound = "-"  # whole training steps: no single roofline applies; the speed-up is the measure
         elif compute_fraction > memory_fraction:
             row.bound, row.fraction_of_peak = "compute", compute_fraction

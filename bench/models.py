@@ -43,7 +43,7 @@ import warnings
 
 import torch
 
-from bench.harness import Case, with_environ
+from bench.harness import Case, kernels_run, with_environ
 
 warnings.filterwarnings("ignore", message=".*weight_norm.*", category=FutureWarning)
 
@@ -288,16 +288,9 @@ def _torch_fallback(fn):
     return with_environ(fn, FASTGAN_BACKEND="torch")
 
 
-def _fallback_differs(device) -> bool:
-    """Whether fastgan runs its Triton kernels here, so that the PyTorch fallback is a distinct reference."""
-    from fastgan import _backend
-
-    return _backend.get_backend() != "torch" and _backend.triton_unavailable_reason(device) is None
-
-
 def _wgan_impls(run, device) -> dict:
     impls = {"fastgan": run}
-    if _fallback_differs(device):
+    if kernels_run(device):  # else the fallback is what "fastgan" runs
         impls["torch fallback"] = _torch_fallback(run)
     return impls
 
@@ -458,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"# compute ceiling: measured fp32 matmul {harness.measure_matmul_tflops(device, torch.float32) * 1e3:.1f} GFLOP/s"
         )
-    if not _fallback_differs(device):
+    if not kernels_run(device):
         print("# wavegan/specgan: fastgan runs its PyTorch fallback on this device, so no reference: absolute speed")
     selected = _inference_cases(args.quick, device, args.seconds, args.batch, args.models)
     selected += _wgan_inference_cases(args.quick, device, args.batch, args.models)

@@ -101,16 +101,25 @@ def test_tables_never_cut_case_names():
     assert lines[0].index("mode") == lines[1].index(" fwd ") + 1
 
 
-def test_stft_loss_rows_state_the_dft_gemm_flops():
+def test_stft_loss_rows_count_the_arithmetic_each_path_does(monkeypatch):
+    import math
+
     from bench import stft_loss
 
-    (case,) = stft_loss.cases(True, torch.device("cpu"))
     batch, length = 2, 8192
-    expected = 0
+    gemm = fft = 0
     for n_fft, hop, win in stft_loss.RESOLUTIONS:
         frames = batch * stft_loss.num_frames(length, n_fft, hop)
-        expected += 5 * frames * win * n_fft * 2  # fwd: 2 signals; bwd: 2 recomputed + 1 transposed GEMM
-    assert case.flops == expected > 0 and case.bytes_moved == 3 * batch * length * 4
+        gemm += 5 * frames * win * n_fft * 2  # fwd: 2 signals; bwd: 2 recomputed + 1 transposed GEMM
+        fft += 5 * int(frames * 2.5 * n_fft * math.log2(n_fft))  # the same 5 transforms as real FFTs
+    # Here fastgan runs its PyTorch fallback (an FFT, as every reference): one FFT count for all rows.
+    monkeypatch.setenv("FASTGAN_BACKEND", "torch")
+    (case,) = stft_loss.cases(True, torch.device("cpu"))
+    assert case.flops == fft > 0 and case.impl_flops == {} and case.bytes_moved == 3 * batch * length * 4
+    # Where its kernels run, fastgan's row counts the DFT GEMM it computes instead.
+    monkeypatch.setattr(stft_loss, "kernels_run", lambda device: True)
+    (case,) = stft_loss.cases(True, torch.device("cpu"))
+    assert case.flops == fft and case.impl_flops == {"fastgan": gemm} and gemm > fft
 
 
 def test_models_time_wavegan_and_specgan():
