@@ -33,7 +33,14 @@ PWG_GENERATORS = ("ParallelWaveGANGenerator", "MelGANGenerator", "HiFiGANGenerat
 
 
 class CheckpointError(ValueError):
-    """A checkpoint or its configuration cannot be turned into a generator; the message says why."""
+    """A checkpoint or its configuration cannot be turned into a generator; the message says why.
+
+    From :func:`load_checkpoint`, ``reason`` is the message without the file's name (for callers that name it their way).
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = message if reason is None else reason
 
 
 class _SafeLoaderWithTuples(yaml.SafeLoader):
@@ -118,28 +125,31 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> object:
     """A checkpoint file's contents via :func:`load_weights_only`, or a :class:`CheckpointError` naming the file and
     what is wrong (missing, a directory, empty, not a torch checkpoint, holds objects that would run code).
 
-    The one loader behind :func:`load_generator` and ``fastgan vocode``: both report a bad file the same way."""
+    The one checked loader behind :func:`load_generator`, ``fastgan vocode`` and training's resume: all report a bad
+    file the same way."""
     path = Path(path)
+
+    def unreadable(reason: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {reason}", reason)
+
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise unreadable("no such checkpoint file")
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+        raise unreadable("is a directory, not a checkpoint file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file, not a checkpoint")
+        raise unreadable("empty file, not a checkpoint")
     try:
         return load_weights_only(path, map_location)
     except pickle.UnpicklingError as error:
         opcode = re.search(r"Unsupported operand (\d+)", str(error))
         if opcode and chr(int(opcode[1])) not in _PICKLE_OPCODES:  # no pickle at all (text...), not code inside
-            raise CheckpointError(f"{path}: not a readable torch checkpoint (not a pickle: {opcode[0]})") from error
-        raise CheckpointError(
-            f"{path}: not loadable with torch.load(weights_only=True) — it holds objects other than tensors and "
+            raise unreadable(f"not a readable torch checkpoint (not a pickle: {opcode[0]})") from error
+        raise unreadable(
+            "not loadable with torch.load(weights_only=True) — it holds objects other than tensors and "
             f"plain containers, and fastgan does not run code from checkpoints ({one_line(error)})"
         ) from error
     except Exception as error:  # torn zip archives, legacy pickles cut short, junk: torch raises many types
-        raise CheckpointError(
-            f"{path}: not a readable torch checkpoint ({type(error).__name__}: {one_line(error)})"
-        ) from error
+        raise unreadable(f"not a readable torch checkpoint ({type(error).__name__}: {one_line(error)})") from error
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

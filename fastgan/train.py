@@ -422,19 +422,17 @@ def load_generator(checkpoint: str | os.PathLike, device: str | torch.device = "
 def _read_checkpoint(path: Path) -> dict:
     """A training checkpoint's state, loaded weights-only (numeric numpy arrays admitted: the RNG state and stats of
     checkpoints written before they were stored as tensors). ConfigError naming the file when it cannot be read."""
-    from fastgan.checkpoints import load_weights_only
+    from fastgan.checkpoints import CheckpointError, load_checkpoint
 
     def fail(reason, cause=None):
         error = ConfigError(f"{path}: {reason}")
         error.reason = reason
         raise error from cause
 
-    if path.is_dir():
-        fail("is a directory, not a checkpoint file")
     try:
-        state = load_weights_only(path)
-    except Exception as error:  # torn zip archives, truncated pickles, objects other than weights: many types
-        fail(f"not a readable checkpoint ({type(error).__name__}: {one_line(error)[:300]})", error)
+        state = load_checkpoint(path)
+    except CheckpointError as error:  # its reason says what is wrong with the file (directory, torn, not weights)
+        fail(error.reason, error)
     if not isinstance(state, dict):
         fail(f"not a training checkpoint (a {type(state).__name__}, not a dict)")
     return state
