@@ -27,7 +27,7 @@ uses no fastgan op at all (plain torch convs): absolute speed everywhere.
   and backward, no optimizer step, as for the vocoders. The trainer runs 5 critic updates per generator update.
   Quick: batch 1 at model size d = 16 (the paper's d = 64 takes 1-2 s a step on one CPU thread).
 
-FLOPs (for TFLOP/s) are counted once per case with torch's FlopCounterMode on the parallel_wavegan
+FLOPs (for TFLOP/s) are counted once per case with torch's FLOP formulas on the parallel_wavegan
 model (fastgan's custom ops are not visible to the counter), so a fastgan row's rate is that work over
 fastgan's time: an effective rate. It can pass the matmul ceiling where fastgan does less arithmetic for the
 same result (PWG's CPU inference applies the aux convs at frame rate: ~26 % fewer products). WaveGAN's and
@@ -114,17 +114,9 @@ def _generator_inputs(name: str, batch: int, frames: int, hop: int, device, dtyp
 
 
 def _count_flops(fn) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def _count_flops_plain(fn) -> int:
-    """_count_flops without FlopCounterMode's module tracking, whose backward hooks make ``torch.autograd.grad``
-    raise (the gradient penalty's double backward): the same per-op formulas, summed over every aten op run."""
+    """The FLOPs of every aten op ``fn`` runs, by torch's own per-op formulas (torch.utils.flop_counter's). Not
+    FlopCounterMode itself: its module tracking's backward hooks make ``torch.autograd.grad`` raise (WaveGAN's
+    gradient penalty is a double backward); the totals are the same (checked on MelGAN and HiFi-GAN, fwd and bwd)."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import flop_registry
 
@@ -334,7 +326,7 @@ def _wgan_inference_cases(quick: bool, device, batches: list[int] | None = None,
                         dtype=dtype,
                         impls=_wgan_impls(run, device),
                         bytes_moved=z.numel() * z.element_size() + batch * WGAN_SAMPLES * out_size,
-                        flops=_count_flops_plain(_torch_fallback(run)),  # the fallback's aten ops: visible to it
+                        flops=_count_flops(_torch_fallback(run)),  # the fallback's aten ops: visible to it
                     )
                 )
     return cases
@@ -402,7 +394,7 @@ def _wgan_training_cases(quick: bool, device, names=None) -> list[Case]:
                     mode="fwd+bwd",
                     dtype=autocast_dtype or torch.float32,
                     impls=_wgan_impls(step, device),
-                    flops=_count_flops_plain(_torch_fallback(step)),  # with the gradient penalty's double backward
+                    flops=_count_flops(_torch_fallback(step)),  # with the gradient penalty's double backward
                 )
             )
     return cases
